@@ -1,0 +1,1 @@
+"""smsgw FastAPI ingress."""

@@ -1,0 +1,218 @@
+"""The FastAPI application: built by `create_app(settings)`, wired in its lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import asyncpg
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
+from smsgw_shared.amqp import AmqpConnection, Publisher, Topology
+from smsgw_shared.amqp.rpc import RpcClient as AmqpRpc
+from smsgw_shared.config import Settings
+from smsgw_shared.routing import Router
+from smsgw_shared.store.db import StoreUnavailable, make_engine
+from smsgw_shared.store.repos.idempotency import IdempotencyRepository
+from smsgw_shared.store.repos.keys import SCOPES, KeyRepository
+from smsgw_shared.store.repos.messages import MessageRepository
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from smsgw_api.auth import KeyCache
+from smsgw_api.deps import AppState
+from smsgw_api.middleware import BodyLimitMiddleware, MetricsMiddleware
+from smsgw_api.problems import Problem, install_problem_handlers, problem_response
+from smsgw_api.services.ingest import Ingestor
+from smsgw_api.services.pipeline import GroupCommitter, JobDispatcher, OutboxRelay
+from smsgw_api.services.rpc import RpcClient
+from smsgw_api.services.scheduler import Scheduler
+
+log = logging.getLogger(__name__)
+
+OUTBOX_BACKLOG = Gauge("smsgw_api_outbox_backlog", "Jobs waiting in the outbox")
+
+DESCRIPTION = """
+smsgw accepts SMS over REST, stores every message in PostgreSQL and hands it to GSM modem
+and SMPP workers over RabbitMQ. Authenticate with `Authorization: Bearer <key>` or
+`X-API-Key: <key>`. Errors are RFC 9457 problem details with a stable `code`.
+"""
+
+STORE_ERRORS = (
+    OperationalError,
+    InterfaceError,
+    DBAPIError,
+    PoolTimeout,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    ConnectionError,
+    OSError,
+    StoreUnavailable,
+)
+
+
+def store_unavailable() -> Problem:
+    return Problem(
+        503,
+        "store_unavailable",
+        "Storage temporarily unavailable",
+        "the message store cannot be reached; retry later",
+        headers={"Retry-After": "5"},
+    )
+
+
+def _topology(settings: Settings) -> Topology:
+    return Topology(settings.namespace, settings.workers.retry_delays)
+
+
+async def _declare_job_queues(amqp: AmqpConnection, settings: Settings, router: Router) -> None:
+    """Declare every route's job queue, so a job published before its worker ever ran is
+    kept (mandatory publish would otherwise refuse it)."""
+    topo = amqp.topology
+    specs = []
+    for route in router.known_routes():
+        specs += topo.job_queues(route)
+    await amqp.declare(specs)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Build the API application for these settings."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.database_url, pool_size=20, max_overflow=20)
+        topo = _topology(settings)
+        amqp = AmqpConnection(settings.amqp_url, topo, name="smsgw-api")
+        publisher = Publisher(amqp)
+        router = Router(settings)
+        messages = MessageRepository(engine)
+        keys = KeyRepository(engine)
+        committer = GroupCommitter(messages)
+        dispatcher = JobDispatcher(messages, publisher)
+        relay = OutboxRelay(messages, publisher, settings.api.outbox_interval)
+        scheduler = Scheduler(messages, topo, settings.api.scheduler_interval)
+        amqp_rpc = AmqpRpc(amqp)
+        state = AppState(
+            settings=settings,
+            engine=engine,
+            amqp=amqp,
+            publisher=publisher,
+            router=router,
+            keys=keys,
+            key_cache=KeyCache(keys),
+            messages=messages,
+            idempotency=IdempotencyRepository(engine),
+            ingestor=Ingestor(settings, router, committer, dispatcher),
+            rpc=RpcClient(amqp_rpc, topo, {m.id for m in settings.modems}),
+        )
+        app.state.smsgw = state
+        if settings.bootstrap_api_key:
+            try:
+                await keys.ensure("bootstrap", settings.bootstrap_api_key, list(SCOPES))
+            except STORE_ERRORS as exc:
+                log.error("could not ensure the bootstrap key (store down?): %r", exc)
+
+        broker_ready = asyncio.Event()
+        state.extras["broker_ready"] = broker_ready
+
+        async def _broker() -> None:
+            await amqp.connect_forever()
+            try:
+                await _declare_job_queues(amqp, settings, router)
+            except Exception as exc:
+                log.error("declaring job queues failed: %r", exc)
+            broker_ready.set()
+
+        broker_task = asyncio.create_task(_broker(), name="broker-connect")
+        committer.start()
+        dispatcher.start()
+        relay.start()
+        scheduler.start()
+
+        async def _backlog() -> None:
+            while True:
+                with contextlib.suppress(Exception):
+                    OUTBOX_BACKLOG.set(await messages.outbox_backlog())
+                await asyncio.sleep(5)
+
+        backlog_task = asyncio.create_task(_backlog(), name="outbox-backlog")
+        try:
+            yield
+        finally:
+            backlog_task.cancel()
+            broker_task.cancel()
+            await scheduler.stop()
+            await relay.stop()
+            await dispatcher.stop()
+            await committer.stop()
+            for fn in state.extras.get("on_shutdown", []):
+                with contextlib.suppress(Exception):
+                    await fn()
+            await amqp_rpc.close()
+            await publisher.close()
+            with contextlib.suppress(Exception):
+                await amqp.close()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="smsgw",
+        version="1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        openapi_tags=[
+            {"name": "messages", "description": "Send and track SMS"},
+            {"name": "inbound", "description": "Received SMS"},
+            {"name": "routes", "description": "Modems, SMPP binds and their live state"},
+            {"name": "webhooks", "description": "Signed event callbacks"},
+            {"name": "events", "description": "Live event streams (SSE, WebSocket)"},
+            {"name": "keys", "description": "API keys (admin)"},
+            {"name": "health", "description": "Probes and metrics"},
+        ],
+    )
+    install_problem_handlers(app)
+
+    async def _store_down(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("store error on %s: %r", request.url.path, exc)
+        return problem_response(store_unavailable(), request.url.path)
+
+    for exc_class in STORE_ERRORS:
+        app.add_exception_handler(exc_class, _store_down)
+
+    app.add_middleware(BodyLimitMiddleware, limit=settings.api.max_body_bytes)
+    app.add_middleware(MetricsMiddleware)
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        """The process is alive."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    async def readyz(request: Request) -> JSONResponse:
+        """Broker and store reachable (503 names what is not)."""
+        state: AppState = request.app.state.smsgw
+        failed = []
+        if not state.amqp.is_connected:
+            failed.append("broker")
+        try:
+            async with asyncio.timeout(3):
+                async with state.engine.connect() as conn:
+                    await conn.execute(text("SELECT 1"))
+        except Exception:
+            failed.append("store")
+        if failed:
+            return JSONResponse({"status": "unavailable", "failed": failed}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/metrics", tags=["health"], include_in_schema=True)
+    async def metrics() -> Response:
+        """Prometheus metrics."""
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    from smsgw_api.routes import include_routers
+
+    include_routers(app)
+    return app

@@ -1,0 +1,87 @@
+"""Who is calling: API keys presented as Bearer, X-API-Key, Basic (name:secret), or the
+compat APIs' own parameters. A short in-process cache keeps the hot path off the store."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import time
+
+from smsgw_shared.store.repos.keys import ApiKey, KeyRepository, hash_secret
+
+CACHE_TTL = 5.0  # seconds: a revoked key stops working within this time
+
+
+class KeyCache:
+    """Resolves secrets to keys, caching hits and misses for `CACHE_TTL` seconds."""
+
+    def __init__(self, repo: KeyRepository, ttl: float = CACHE_TTL) -> None:
+        self.repo = repo
+        self.ttl = ttl
+        self._cache: dict[str, tuple[float, ApiKey | None]] = {}
+
+    async def by_secret(self, secret: str) -> ApiKey | None:
+        """The active key with this secret, or None."""
+        if not secret or len(secret) > 256:
+            return None
+        h = hash_secret(secret)
+        now = time.monotonic()
+        hit = self._cache.get(h)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        key = await self.repo.by_secret(secret)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[h] = (now + self.ttl, key)
+        return key
+
+    async def by_name_and_secret(self, name: str, secret: str) -> ApiKey | None:
+        """The key if `name` is its name and `secret` its secret (Basic, login/psw)."""
+        key = await self.by_secret(secret)
+        if key is None or not hmac.compare_digest(key.name.encode(), name.encode()):
+            return None
+        return key
+
+    def forget(self) -> None:
+        self._cache.clear()
+
+
+def parse_basic(header: str) -> tuple[str, str] | None:
+    """`Basic base64(name:secret)` → (name, secret)."""
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic" or not value:
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    name, sep, secret = decoded.partition(":")
+    return (name, secret) if sep else None
+
+
+def bearer(header: str) -> str | None:
+    """`Bearer <secret>` → secret."""
+    scheme, _, value = header.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+class RateLimiter:
+    """Per-key token bucket (requests/s, burst = max(1, rate)); in-process."""
+
+    def __init__(self) -> None:
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def check(self, key_id: str, rate: float) -> float:
+        """0 if allowed now, else the seconds to wait (for Retry-After)."""
+        if rate <= 0:
+            return 0.0
+        now = time.monotonic()
+        burst = max(1.0, rate)
+        tokens, last = self._buckets.get(key_id, (burst, now))
+        tokens = min(burst, tokens + (now - last) * rate)
+        if tokens >= 1.0:
+            self._buckets[key_id] = (tokens - 1.0, now)
+            return 0.0
+        self._buckets[key_id] = (tokens, now)
+        return (1.0 - tokens) / rate

@@ -1,0 +1,113 @@
+"""RFC 9457 problem details: every error the API returns, with a stable `code`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class Problem(Exception):
+    """An error answer: HTTP status, stable code, human title/detail, optional extras."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        title: str,
+        detail: str | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail or title)
+        self.status = status
+        self.code = code
+        self.title = title
+        self.detail = detail
+        self.headers = headers
+        self.extra = extra
+
+    def body(self, instance: str | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "type": f"https://smsgw.dev/problems/{self.code}",
+            "title": self.title,
+            "status": self.status,
+            "code": self.code,
+        }
+        if self.detail:
+            out["detail"] = self.detail
+        if instance:
+            out["instance"] = instance
+        out.update(self.extra)
+        return out
+
+
+def problem_response(problem: Problem, instance: str | None = None) -> JSONResponse:
+    """The JSON response for a problem."""
+    return JSONResponse(
+        problem.body(instance),
+        status_code=problem.status,
+        media_type=PROBLEM_JSON,
+        headers=problem.headers,
+    )
+
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+    503: "unavailable",
+}
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Turn every error into problem details (never a bare 500 page or FastAPI's default)."""
+
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem) -> JSONResponse:
+        return problem_response(exc, request.url.path)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = []
+        for err in exc.errors():
+            loc = [str(p) for p in err.get("loc", ()) if p not in ("body",)]
+            msg = err.get("msg", "invalid")
+            if err.get("type") == "extra_forbidden":
+                msg = "unknown field"
+            if err.get("type") == "json_invalid":
+                msg = f"malformed JSON: {err.get('ctx', {}).get('error', 'invalid')}"
+            errors.append({"field": ".".join(loc), "message": msg})
+        malformed = any(e.get("type") == "json_invalid" for e in exc.errors())
+        problem = Problem(
+            400 if malformed else 422,
+            "malformed_json" if malformed else "validation_error",
+            "Malformed JSON body" if malformed else "The request is not valid",
+            "; ".join(f"{e['field'] or 'body'}: {e['message']}" for e in errors)[:1000],
+            errors=errors,
+        )
+        return problem_response(problem, request.url.path)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        problem = Problem(
+            exc.status_code,
+            code,
+            str(exc.detail) if exc.detail else code.replace("_", " "),
+            headers=getattr(exc, "headers", None),
+        )
+        return problem_response(problem, request.url.path)

@@ -1,0 +1,114 @@
+"""Request and response bodies of the native API (v1)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StrictBool, StrictStr
+
+Scope = Literal["send", "read", "admin"]
+
+
+class SendRequest(BaseModel):
+    """`POST /v1/messages`."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        populate_by_name=True,
+        json_schema_extra={
+            "examples": [
+                {"to": "+79160001234", "text": "Hello from smsgw"},
+                {
+                    "to": ["89203048606", "+79160001235"],
+                    "text": "Привет!",
+                    "from": "MyShop",
+                    "route": "modem:*",
+                    "reference": "order-42",
+                    "status_callback": "https://example.com/sms/status",
+                },
+            ]
+        },
+    )
+
+    to: StrictStr | Annotated[list[StrictStr], Field(min_length=1)] = Field(
+        description="One recipient or a list (E.164, or national format of the default region)"
+    )
+    text: StrictStr = Field(min_length=1, max_length=10_000)
+    from_: StrictStr | None = Field(
+        None, alias="from", description="Sender: alphanumeric (≤ 11) or a number"
+    )
+    route: StrictStr | None = Field(
+        None, description="modem:<id>, smpp:<id>, modem:*, smpp:*, pool:<name>"
+    )
+    encoding: Literal["auto", "gsm7", "ucs2"] = "auto"
+    substitute: StrictBool = Field(
+        False, description="Replace typographic characters (curly quotes, dashes…) to stay GSM-7"
+    )
+    flash: StrictBool = False
+    validity: int | None = Field(None, ge=60, le=7 * 86400, description="Seconds")
+    send_at: datetime | None = Field(None, description="RFC 3339; in the future: scheduled")
+    status_callback: AnyHttpUrl | None = None
+    reference: StrictStr | None = Field(None, max_length=128)
+    translit: StrictBool = Field(False, description="Transliterate Russian text to Latin")
+    dlr: StrictBool = Field(True, description="Request delivery reports")
+
+    def recipients(self) -> list[str]:
+        return [self.to] if isinstance(self.to, str) else list(self.to)
+
+
+class AcceptedMessage(BaseModel):
+    id: str | None
+    to: str
+    status: str
+    parts: int
+    encoding: str
+    route: str | None = None
+    error: str | None = None
+    error_code: str | None = None
+
+
+class SendResponse(BaseModel):
+    batch_id: str
+    messages: list[AcceptedMessage]
+
+
+class PreviewRequest(BaseModel):
+    """`POST /v1/messages/preview`: segment count without sending."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: StrictStr = Field(min_length=1, max_length=10_000)
+    encoding: Literal["auto", "gsm7", "ucs2"] = "auto"
+    substitute: StrictBool = False
+    translit: StrictBool = False
+
+
+class PreviewResponse(BaseModel):
+    encoding: str
+    parts: int
+    units: int
+    units_per_part: int
+    remaining: int
+    ucs2_chars: list[str]
+    text: str
+
+
+class KeyCreate(BaseModel):
+    """`POST /v1/keys`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: StrictStr = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
+    scopes: list[Scope] = Field(default_factory=lambda: ["send", "read"], min_length=1)
+    allowed_prefixes: list[StrictStr] = Field(default_factory=list, max_length=1000)
+    allowed_regex: StrictStr | None = Field(None, max_length=1000)
+    allowed_senders: list[StrictStr] = Field(default_factory=list, max_length=1000)
+    rate_limit: float = Field(0, ge=0, le=100_000, description="Requests/s, 0 = unlimited")
+
+
+class UssdRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: StrictStr = Field(min_length=1, max_length=160, pattern=r"^[0-9*#+]+$")
+    timeout: float = Field(30, gt=0, le=120)

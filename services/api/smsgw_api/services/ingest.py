@@ -1,0 +1,323 @@
+"""Accepting sends: validate, normalise, route, store (group commit), publish.
+
+This is the one path every API (native and compatible) uses to accept a message, so the
+rules — numbers, senders, permissions, encodings, routing, no loss — live in one place.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from prometheus_client import Counter
+from smsgw_shared.amqp import Outgoing, Topology
+from smsgw_shared.config import Settings
+from smsgw_shared.messages import SendJob
+from smsgw_shared.routing import Router, UnknownRouteError
+from smsgw_shared.sms import charsets
+from smsgw_shared.sms.errors import (
+    InvalidNumberError,
+    InvalidSenderError,
+    SmsError,
+    TooManyPartsError,
+    UnencodableCharactersError,
+)
+from smsgw_shared.sms.phone import normalize_number, validate_sender
+from smsgw_shared.sms.segment import preview
+from smsgw_shared.store.repos.keys import ApiKey
+
+from smsgw_api.problems import Problem
+from smsgw_api.services.pipeline import HOT_PATH_GRACE_S, GroupCommitter, JobDispatcher
+
+ACCEPTED = Counter("smsgw_api_messages_accepted_total", "Messages accepted", ["route", "status"])
+REJECTED = Counter("smsgw_api_recipients_rejected_total", "Recipients refused", ["reason"])
+
+
+@dataclass
+class SendSpec:
+    """A send request after parsing, whatever API it came through."""
+
+    recipients: list[str]
+    text: str
+    sender: str | None = None
+    route: str | None = None
+    encoding: str = "auto"
+    substitute: bool = False
+    flash: bool = False
+    validity: int | None = None
+    send_at: datetime | None = None
+    status_callback: str | None = None
+    reference: str | None = None
+    translit: bool = False
+    dlr: bool = True
+    max_parts: int | None = None  # per-call override (compat APIs with single-part limits)
+
+
+@dataclass
+class Outcome:
+    """One recipient's answer."""
+
+    to: str
+    status: str
+    parts: int
+    encoding: str
+    id: str | None = None
+    route: str | None = None
+    error: str | None = None
+    error_code: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {
+            "id": self.id,
+            "to": self.to,
+            "status": self.status,
+            "parts": self.parts,
+            "encoding": self.encoding,
+            "route": self.route,
+        }
+        if self.error:
+            out["error"] = self.error
+            out["error_code"] = self.error_code
+        return out
+
+
+@dataclass
+class Accepted:
+    batch_id: str
+    messages: list[Outcome] = field(default_factory=list)
+    text: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"batch_id": self.batch_id, "messages": [m.as_dict() for m in self.messages]}
+
+
+def number_allowed(key: ApiKey, number: str) -> bool:
+    """The key's destination rules (prefix list or regex; none = anything)."""
+    if not key.allowed_prefixes and not key.allowed_regex:
+        return True
+    bare = number.lstrip("+")
+    if any(bare.startswith(p.lstrip("+")) for p in key.allowed_prefixes):
+        return True
+    if key.allowed_regex:
+        rx = re.compile(key.allowed_regex)
+        return bool(rx.search(number) or rx.search(bare))
+    return False
+
+
+class Ingestor:
+    """Turns a `SendSpec` into stored messages and published jobs."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        router: Router,
+        committer: GroupCommitter,
+        dispatcher: JobDispatcher,
+    ) -> None:
+        self.settings = settings
+        self.router = router
+        self.committer = committer
+        self.dispatcher = dispatcher
+        self.topology = Topology(settings.namespace, settings.workers.retry_delays)
+
+    def prepare_text(self, spec: SendSpec) -> tuple[str, str, int]:
+        """(text to send, encoding, parts) or a 422 problem."""
+        text = charsets.transliterate_ru(spec.text) if spec.translit else spec.text
+        max_parts = spec.max_parts or self.settings.api.max_parts
+        try:
+            pv = preview(text, spec.encoding, spec.substitute, max_parts)  # type: ignore[arg-type]
+        except TooManyPartsError as exc:
+            raise Problem(
+                422,
+                "too_many_parts",
+                "Text too long",
+                str(exc),
+                parts=exc.parts,
+                max_parts=exc.max_parts,
+            ) from exc
+        except UnencodableCharactersError as exc:
+            raise Problem(
+                422,
+                "unencodable_text",
+                "Text does not fit the encoding",
+                str(exc),
+                characters=list(exc.chars),
+            ) from exc
+        except SmsError as exc:
+            raise Problem(422, "invalid_text", "Invalid text", str(exc)) from exc
+        sent_text = text
+        if pv.encoding.value == "gsm7" and spec.substitute:
+            from smsgw_shared.sms.encoding import choose_encoding
+
+            sent_text = choose_encoding(text, spec.encoding, True).text  # type: ignore[arg-type]
+        return sent_text, pv.encoding.value, pv.parts
+
+    def check_sender(self, key: ApiKey, sender: str | None) -> str | None:
+        if sender is None:
+            return None
+        try:
+            value = validate_sender(sender, self.settings.api.default_region).value
+        except InvalidSenderError as exc:
+            raise Problem(422, "invalid_sender", "Invalid sender", str(exc)) from exc
+        if (
+            key.allowed_senders
+            and value not in key.allowed_senders
+            and (sender not in key.allowed_senders)
+        ):
+            raise Problem(
+                403,
+                "sender_not_allowed",
+                "Sender not allowed",
+                f"this key may send as: {', '.join(key.allowed_senders)}",
+            )
+        return value
+
+    async def accept(self, key: ApiKey, spec: SendSpec) -> Accepted:
+        """Validate and store; the jobs are published right after the commit."""
+        if not spec.recipients:
+            raise Problem(422, "no_recipients", "No recipients", "`to` is empty")
+        limit = self.settings.api.max_recipients
+        if len(spec.recipients) > limit:
+            raise Problem(
+                422,
+                "too_many_recipients",
+                "Too many recipients",
+                f"{len(spec.recipients)} recipients, the limit is {limit}",
+            )
+        if spec.route:
+            try:
+                self.router.check(spec.route)
+            except UnknownRouteError as exc:
+                raise Problem(422, "unknown_route", "Unknown route", str(exc)) from exc
+        text, encoding, parts = self.prepare_text(spec)
+        sender = self.check_sender(key, spec.sender)
+        now = datetime.now(UTC)
+        scheduled = spec.send_at is not None and spec.send_at > now + timedelta(seconds=1)
+        status = "scheduled" if scheduled else "queued"
+        expires_at = None
+        if spec.validity:
+            expires_at = (spec.send_at if scheduled else now) + timedelta(seconds=spec.validity)  # type: ignore[operator]
+
+        batch_id = uuid.uuid4()
+        result = Accepted(str(batch_id), text=text)
+        rows: list[dict[str, Any]] = []
+        jobs: list[dict[str, Any]] = []
+        outgoing: list[Outgoing] = []
+        seen: set[str] = set()
+        for raw in spec.recipients:
+            outcome = self._recipient(key, raw, spec, seen, encoding, parts)
+            result.messages.append(outcome)
+            if outcome.status == "rejected":
+                continue
+            mid = uuid.uuid4()
+            job_id = uuid.uuid4()
+            outcome.id = str(mid)
+            outcome.status = status
+            rows.append(
+                {
+                    "id": mid,
+                    "batch_id": batch_id,
+                    "api_key_id": key.id,
+                    "to_number": outcome.to,
+                    "sender": sender,
+                    "text": text,
+                    "encoding": encoding,
+                    "parts_count": parts,
+                    "route": outcome.route,
+                    "status": status,
+                    "flash": spec.flash,
+                    "dlr": spec.dlr,
+                    "validity": spec.validity,
+                    "reference": spec.reference,
+                    "status_callback": spec.status_callback,
+                    "job_id": job_id,
+                    "send_at": spec.send_at if scheduled else None,
+                    "expires_at": expires_at,
+                }
+            )
+            if scheduled:
+                continue
+            job = SendJob(
+                job_id=str(job_id),
+                message_id=str(mid),
+                batch_id=str(batch_id),
+                to=outcome.to,
+                sender=sender,
+                text=text,
+                encoding=encoding,  # type: ignore[arg-type]
+                parts=parts,
+                flash=spec.flash,
+                validity=spec.validity,
+                dlr=spec.dlr,
+                route=outcome.route or "",
+                reference=spec.reference,
+                created_at=now,
+            )
+            item = Outgoing(
+                self.topology.jobs_exchange,
+                self.topology.job_routing_key(job.route),
+                job,
+                message_id=job.job_id,
+            )
+            outgoing.append(item)
+            jobs.append(
+                {
+                    "message_id": mid,
+                    "exchange": item.exchange,
+                    "routing_key": item.routing_key,
+                    "body": job.to_bytes().decode(),
+                    "available_at": now + timedelta(seconds=HOT_PATH_GRACE_S),
+                }
+            )
+        if not rows:
+            raise Problem(
+                422,
+                "no_valid_recipients",
+                "No valid recipients",
+                "; ".join(f"{m.to}: {m.error}" for m in result.messages)[:1000],
+                errors=[
+                    {"to": m.to, "error": m.error, "code": m.error_code} for m in result.messages
+                ],
+            )
+        outbox_ids = await self.committer.submit(rows, jobs)
+        self.dispatcher.enqueue(list(zip(outbox_ids, outgoing, strict=True)))
+        for m in result.messages:
+            ACCEPTED.labels(m.route or "none", m.status).inc()
+        return result
+
+    def _recipient(
+        self, key: ApiKey, raw: str, spec: SendSpec, seen: set[str], encoding: str, parts: int
+    ) -> Outcome:
+        try:
+            number = normalize_number(raw, self.settings.api.default_region)
+        except InvalidNumberError as exc:
+            REJECTED.labels("invalid_number").inc()
+            return Outcome(
+                raw, "rejected", parts, encoding, error=str(exc), error_code="invalid_number"
+            )
+        if number in seen:
+            REJECTED.labels("duplicate").inc()
+            return Outcome(
+                number,
+                "rejected",
+                parts,
+                encoding,
+                error="duplicate recipient in this request",
+                error_code="duplicate_recipient",
+            )
+        seen.add(number)
+        if not number_allowed(key, number):
+            REJECTED.labels("forbidden_number").inc()
+            return Outcome(
+                number,
+                "rejected",
+                parts,
+                encoding,
+                error="this key may not send to this number",
+                error_code="number_not_allowed",
+            )
+        route = self.router.resolve(number, spec.route)
+        return Outcome(number, "queued", parts, encoding, route=route)

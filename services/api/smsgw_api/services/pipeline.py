@@ -1,0 +1,193 @@
+"""The accept path's plumbing: group commit to the store and pipelined publishing.
+
+Concurrent requests hand their rows to one `GroupCommitter`, which writes everything that
+arrived within a couple of milliseconds in a single transaction (one round trip instead of
+one per request). After the commit each job is published with confirms by the
+`JobDispatcher`; confirmed jobs leave the outbox, the others stay there for the relay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from smsgw_shared.amqp import Outgoing, Publisher, PublishError
+from smsgw_shared.store.repos.messages import MessageRepository, OutboxRow
+
+log = logging.getLogger(__name__)
+
+# How long the hot path has to publish a job before the relay considers it its own.
+HOT_PATH_GRACE_S = 30
+
+
+@dataclass
+class _Pending:
+    rows: Sequence[dict[str, Any]]
+    jobs: Sequence[dict[str, Any]]
+    future: asyncio.Future[list[int]] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class GroupCommitter:
+    """Batches inserts from concurrent requests into one transaction."""
+
+    def __init__(self, repo: MessageRepository, max_rows: int = 5000) -> None:
+        self.repo = repo
+        self.max_rows = max_rows
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="group-commit")
+
+    async def submit(
+        self, rows: Sequence[dict[str, Any]], jobs: Sequence[dict[str, Any]]
+    ) -> list[int]:
+        """Store rows and outbox jobs; returns the outbox ids once committed."""
+        item = _Pending(rows, jobs)
+        self._queue.put_nowait(item)
+        return await item.future
+
+    async def _loop(self) -> None:
+        while True:
+            first = await self._queue.get()
+            batch = [first]
+            count = len(first.rows)
+            while count < self.max_rows and not self._queue.empty():
+                nxt = self._queue.get_nowait()
+                batch.append(nxt)
+                count += len(nxt.rows)
+            await self._commit(batch)
+
+    async def _commit(self, batch: list[_Pending]) -> None:
+        rows = [r for p in batch for r in p.rows]
+        jobs = [j for p in batch for j in p.jobs]
+        try:
+            ids = await self.repo.accept(rows, jobs)
+        except Exception as exc:
+            for p in batch:
+                if not p.future.done():
+                    p.future.set_exception(exc)
+            return
+        pos = 0
+        for p in batch:
+            n = len(p.jobs)
+            if not p.future.done():
+                p.future.set_result(ids[pos : pos + n])
+            pos += n
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+class JobDispatcher:
+    """Publishes committed jobs with pipelined confirms and clears them from the outbox."""
+
+    def __init__(self, repo: MessageRepository, publisher: Publisher, chunk: int = 500) -> None:
+        self.repo = repo
+        self.publisher = publisher
+        self.chunk = chunk
+        self._queue: asyncio.Queue[tuple[int, Outgoing]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="job-dispatch")
+
+    def enqueue(self, items: Sequence[tuple[int, Outgoing]]) -> None:
+        for it in items:
+            self._queue.put_nowait(it)
+
+    async def _loop(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self.chunk and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                await self._publish(batch)
+            except Exception:
+                # The jobs are in the outbox: the relay publishes them later.
+                log.exception("dispatch failed; the outbox relay will retry")
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def _publish(self, batch: list[tuple[int, Outgoing]]) -> None:
+        try:
+            async with asyncio.timeout(15):
+                errors = await self.publisher.publish_many([o for _, o in batch])
+        except TimeoutError:
+            errors = [PublishError("publish timed out")] * len(batch)
+        done = [oid for (oid, _), err in zip(batch, errors, strict=True) if err is None]
+        failed = [oid for (oid, _), err in zip(batch, errors, strict=True) if err is not None]
+        await self.repo.delete_outbox(done)
+        if failed:
+            first = next(e for e in errors if e is not None)
+            log.warning("publish failed for %d job(s): %s", len(failed), first)
+            await self.repo.release_outbox(failed, str(first))
+
+    async def stop(self, drain_timeout: float = 5.0) -> None:
+        """Publish what is queued (bounded), then stop; leftovers stay in the outbox."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(drain_timeout):
+                await self._queue.join()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+class OutboxRelay:
+    """Publishes what the hot path could not (broker down, crash) and scheduled sends."""
+
+    def __init__(
+        self, repo: MessageRepository, publisher: Publisher, interval: float = 1.0
+    ) -> None:
+        self.repo = repo
+        self.publisher = publisher
+        self.interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="outbox-relay")
+
+    async def _publish_rows(self, rows: list[OutboxRow]) -> list[bool]:
+        items = [Outgoing(r.exchange, r.routing_key, r.body.encode()) for r in rows]
+        try:
+            async with asyncio.timeout(15):
+                errors = await self.publisher.publish_many(items)
+        except TimeoutError:
+            return [False] * len(rows)
+        return [e is None for e in errors]
+
+    async def run_once(self) -> int:
+        """Relay every due row; returns how many were published."""
+        total = 0
+        while True:
+            n = await self.repo.relay_batch(500, self._publish_rows)
+            total += n
+            if n < 500:
+                return total
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                n = await self.run_once()
+                if n:
+                    log.info("outbox relay published %d job(s)", n)
+            except Exception as exc:
+                log.warning("outbox relay: %r", exc)
+            await asyncio.sleep(self.interval)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

@@ -1,0 +1,113 @@
+"""API test fixtures: the real app (lifespan and all) on the test database and broker."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from smsgw_api.app import create_app
+from smsgw_api.deps import AppState
+from smsgw_shared.amqp import AmqpConnection
+from smsgw_shared.config import Settings
+
+
+@pytest.fixture
+def api_settings(db_settings: Settings) -> Settings:
+    """Two modems, one bind, a rule sending +7916 to the bind, a bootstrap admin key."""
+    data = db_settings.model_dump()
+    data.update(
+        bootstrap_api_key="sgw_test_" + uuid.uuid4().hex,
+        modems=[
+            {"id": "m1", "url": "socket://127.0.0.1:1"},
+            {"id": "m2", "url": "socket://127.0.0.1:2"},
+        ],
+        smpp={"binds": [{"id": "b1"}]},
+        routing={"default": "modem:*", "rules": [{"prefix": "+7916", "to": "smpp:b1"}]},
+    )
+    data["api"] = data["api"] | {"outbox_interval": 0.2, "scheduler_interval": 0.2}
+    return Settings.model_validate(data)
+
+
+@asynccontextmanager
+async def running_app(settings: Settings, wait_broker: bool = True) -> AsyncIterator[
+    tuple[FastAPI, httpx.AsyncClient]
+]:
+    """The app with its lifespan running, and a client talking to it in-process."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        state: AppState = app.state.smsgw
+        if wait_broker:
+            await asyncio.wait_for(state.extras["broker_ready"].wait(), 15)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+            yield app, client
+
+
+@pytest.fixture
+async def api_app(
+    api_settings: Settings, amqp: AmqpConnection
+) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    async with running_app(api_settings) as pair:
+        yield pair
+
+
+@pytest.fixture
+def api(api_app: tuple[FastAPI, httpx.AsyncClient]) -> httpx.AsyncClient:
+    """An httpx client on the running API."""
+    return api_app[1]
+
+
+@pytest.fixture
+def app_state(api_app: tuple[FastAPI, httpx.AsyncClient]) -> AppState:
+    state: AppState = api_app[0].state.smsgw
+    return state
+
+
+@pytest.fixture
+def admin_key(api_settings: Settings) -> str:
+    assert api_settings.bootstrap_api_key
+    return api_settings.bootstrap_api_key
+
+
+@pytest.fixture
+def admin_headers(admin_key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {admin_key}"}
+
+
+@pytest.fixture
+def make_key(
+    api: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> Callable[..., Any]:
+    """Create a key through the API; returns (json, headers)."""
+
+    async def _make(**body: Any) -> tuple[dict[str, Any], dict[str, str]]:
+        body.setdefault("name", "k" + uuid.uuid4().hex[:8])
+        r = await api.post("/v1/keys", json=body, headers=admin_headers)
+        assert r.status_code == 201, r.text
+        data = r.json()
+        return data, {"Authorization": f"Bearer {data['secret']}"}
+
+    return _make
+
+
+async def drain(amqp: AmqpConnection, queue: str, expect: int, timeout: float = 10.0) -> list[bytes]:
+    """Take `expect` messages from a queue (acking them), waiting up to `timeout`."""
+    ch = await amqp.channel(confirms=False)
+    q = await ch.get_queue(queue, ensure=False)
+    got: list[bytes] = []
+    deadline = asyncio.get_running_loop().time() + timeout
+    while len(got) < expect and asyncio.get_running_loop().time() < deadline:
+        msg = await q.get(no_ack=True, fail=False)
+        if msg is None:
+            await asyncio.sleep(0.05)
+            continue
+        got.append(msg.body)
+    await ch.close()
+    return got

@@ -1,0 +1,1 @@
+"""smsgw inbound projection and webhooks."""

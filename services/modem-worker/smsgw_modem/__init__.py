@@ -1,0 +1,1 @@
+"""smsgw GSM modem worker and simulator."""

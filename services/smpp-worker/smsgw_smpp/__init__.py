@@ -1,0 +1,1 @@
+"""smsgw SMPP worker and SMSC simulator."""

@@ -1,0 +1,34 @@
+"""AMQP: topology as data, confirmed publishing, consuming with outcome-based acks."""
+
+from smsgw_shared.amqp.connection import AmqpConnection, BrokerUnavailable
+from smsgw_shared.amqp.consumer import Consumer, Handler
+from smsgw_shared.amqp.outcomes import (
+    DeliveryInfo,
+    Outcome,
+    PermanentFailure,
+    Poison,
+    Requeue,
+    RetryLater,
+)
+from smsgw_shared.amqp.publisher import Outgoing, Publisher, PublishError, UnroutableError
+from smsgw_shared.amqp.topology import QueueSpec, Topology, route_suffix
+
+__all__ = [
+    "AmqpConnection",
+    "BrokerUnavailable",
+    "Consumer",
+    "DeliveryInfo",
+    "Handler",
+    "Outcome",
+    "Outgoing",
+    "PermanentFailure",
+    "Poison",
+    "PublishError",
+    "Publisher",
+    "QueueSpec",
+    "Requeue",
+    "RetryLater",
+    "Topology",
+    "UnroutableError",
+    "route_suffix",
+]

@@ -1,0 +1,120 @@
+"""One robust AMQP connection per process, with topology declaration.
+
+aio-pika's robust connection reconnects after the broker drops it and restores channels,
+exchanges, queues and consumers declared through it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+
+import aio_pika
+from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
+
+from smsgw_shared.amqp.topology import QueueSpec, Topology
+
+log = logging.getLogger(__name__)
+
+
+class BrokerUnavailable(ConnectionError):
+    """RabbitMQ cannot be reached; the message says where and how to start it."""
+
+
+def _hide_password(url: str) -> str:
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
+
+
+class AmqpConnection:
+    """Owns the connection; hands out confirm-mode channels; declares topology."""
+
+    def __init__(self, url: str, topology: Topology, *, name: str = "smsgw") -> None:
+        self.url = url
+        self.topology = topology
+        self.name = name
+        self._conn: AbstractRobustConnection | None = None
+        self._declared: set[str] = set()
+        self._lock = asyncio.Lock()
+
+    @property
+    def connection(self) -> AbstractRobustConnection:
+        if self._conn is None:
+            raise BrokerUnavailable(f"not connected to RabbitMQ at {_hide_password(self.url)}")
+        return self._conn
+
+    @property
+    def declared_names(self) -> set[str]:
+        """Names of everything this connection declared (tests delete them afterwards)."""
+        return set(self._declared)
+
+    @property
+    def is_connected(self) -> bool:
+        return self._conn is not None and not self._conn.is_closed and self._conn.connected.is_set()
+
+    async def connect(self, timeout: float = 10.0) -> None:
+        """Connect (first attempt must succeed; later drops are reconnected)."""
+        try:
+            self._conn = await aio_pika.connect_robust(
+                self.url,
+                timeout=timeout,
+                client_properties={"connection_name": self.name},
+                reconnect_interval=1.0,
+            )
+        except (TimeoutError, OSError, aio_pika.exceptions.AMQPError) as exc:
+            raise BrokerUnavailable(
+                f"RabbitMQ is not reachable at {_hide_password(self.url)} ({exc!r}); "
+                "start it with `rabbitmq-server -detached` or set SMSGW_AMQP_URL"
+            ) from exc
+
+    async def connect_forever(self, first_delay: float = 1.0, max_delay: float = 30.0) -> None:
+        """Keep trying to connect until it works (for services that must start without
+        the broker, like the API, whose outbox holds jobs meanwhile)."""
+        delay = first_delay
+        while True:
+            try:
+                await self.connect()
+                log.info("connected to RabbitMQ")
+                return
+            except BrokerUnavailable as exc:
+                log.warning("%s; retrying in %.0fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(max_delay, delay * 2)
+
+    async def channel(self, *, confirms: bool = True, prefetch: int = 0) -> AbstractRobustChannel:
+        """A new channel; confirms on and returns raising, so nothing is dropped silently."""
+        ch = await self.connection.channel(publisher_confirms=confirms, on_return_raises=confirms)
+        if prefetch:
+            await ch.set_qos(prefetch_count=prefetch)
+        return ch  # type: ignore[return-value]
+
+    async def declare(self, queues: Iterable[QueueSpec] = ()) -> None:
+        """Declare every exchange and the given queues, idempotently."""
+        async with self._lock:
+            ch = await self.connection.channel(publisher_confirms=False)
+            try:
+                for name, kind in self.topology.exchanges():
+                    if name not in self._declared:
+                        await ch.declare_exchange(name, aio_pika.ExchangeType(kind), durable=True)
+                        self._declared.add(name)
+                for spec in queues:
+                    if spec.name in self._declared:
+                        continue
+                    q = await ch.declare_queue(
+                        spec.name, durable=spec.durable, arguments=spec.arguments
+                    )
+                    for exchange, key in spec.bindings:
+                        await q.bind(exchange, key)
+                    self._declared.add(spec.name)
+            finally:
+                await ch.close()
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None

@@ -1,0 +1,205 @@
+"""Consuming with manual acks: the only place (with the publisher) that touches aio-pika
+messages. A handler takes a typed payload and returns or raises an `Outcome`.
+
+- returns → ack;
+- `RetryLater` → a copy goes to a delay queue (confirmed) with the attempt count, then ack;
+  after `max_attempts` it is dead-lettered instead;
+- `PermanentFailure` / `Poison` / a body that does not parse → a copy goes to the DLQ with the
+  reason in headers (confirmed), then ack;
+- `Requeue` → nack with requeue;
+- any other exception → logged, nack with requeue; quorum queues' delivery limit
+  dead-letters a message that keeps crashing its handler.
+
+Because every copy is confirmed before the original is acked, a crash in between gives a
+duplicate, never a loss. `stop()` stops taking new messages and waits for those in hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
+
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustChannel
+
+from smsgw_shared.amqp.connection import AmqpConnection
+from smsgw_shared.amqp.outcomes import (
+    DeliveryInfo,
+    PermanentFailure,
+    Poison,
+    Requeue,
+    RetryLater,
+)
+from smsgw_shared.amqp.publisher import Outgoing, Publisher, PublishError
+from smsgw_shared.amqp.topology import Topology
+from smsgw_shared.messages.base import Payload, PayloadError
+
+log = logging.getLogger(__name__)
+
+P = TypeVar("P", bound=Payload)
+Handler = Callable[[P, DeliveryInfo], Awaitable[None]]
+
+ATTEMPT_HEADER = "x-smsgw-attempt"
+REASON_HEADER = "x-smsgw-reason"
+
+
+class Consumer(Generic[P]):
+    """Consumes one queue into one handler."""
+
+    def __init__(
+        self,
+        amqp: AmqpConnection,
+        queue: str,
+        payload_type: type[P],
+        handler: Handler[P],
+        *,
+        prefetch: int = 32,
+        max_attempts: int = 5,
+        publisher: Publisher | None = None,
+    ) -> None:
+        self._amqp = amqp
+        self._topology: Topology = amqp.topology
+        self.queue_name = queue
+        self._payload_type = payload_type
+        self._handler = handler
+        self._prefetch = prefetch
+        self._max_attempts = max_attempts
+        self._publisher = publisher or Publisher(amqp)
+        self._channel: AbstractRobustChannel | None = None
+        self._queue: AbstractQueue | None = None
+        self._tag: str | None = None
+        self._in_flight: set[asyncio.Task[Any]] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._stopping = False
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    async def start(self) -> None:
+        """Open a channel with the prefetch and start consuming."""
+        self._channel = await self._amqp.channel(confirms=False, prefetch=self._prefetch)
+        self._queue = await self._channel.get_queue(self.queue_name, ensure=False)
+        self._tag = await self._queue.consume(self._on_message)
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._in_flight.add(task)
+            self._idle.clear()
+        try:
+            await self._process(message)
+        finally:
+            if task is not None:
+                self._in_flight.discard(task)
+                if not self._in_flight:
+                    self._idle.set()
+
+    async def _process(self, message: AbstractIncomingMessage) -> None:
+        headers = message.headers or {}
+        attempt = int(headers.get(ATTEMPT_HEADER, 0) or 0)  # type: ignore[call-overload]
+        info = DeliveryInfo(
+            queue=self.queue_name,
+            attempt=attempt,
+            max_attempts=self._max_attempts,
+            redelivered=bool(message.redelivered),
+            message_id=message.message_id,
+        )
+        try:
+            payload = self._payload_type.from_bytes(message.body)
+        except PayloadError as exc:
+            await self._dead_letter(message, f"poison: {exc}")
+            return
+        try:
+            await self._handler(payload, info)
+        except RetryLater as exc:
+            if attempt + 1 >= self._max_attempts:
+                await self._dead_letter(message, f"retries exhausted: {exc.reason}")
+            else:
+                await self._retry(message, attempt + 1, exc)
+            return
+        except (PermanentFailure, Poison) as exc:
+            kind = "poison" if isinstance(exc, Poison) else "failed"
+            await self._dead_letter(message, f"{kind}: {exc.reason}")
+            return
+        except Requeue as exc:
+            log.info("requeue", extra={"queue": self.queue_name, "reason": exc.reason})
+            await self._settle(message.nack(requeue=True))
+            return
+        except asyncio.CancelledError:
+            await self._settle(message.nack(requeue=True))
+            raise
+        except Exception:
+            log.exception("handler crashed; message requeued", extra={"queue": self.queue_name})
+            await asyncio.sleep(0.5)  # don't spin on a message that crashes at once
+            await self._settle(message.nack(requeue=True))
+            return
+        await self._settle(message.ack())
+
+    async def _retry(self, message: AbstractIncomingMessage, attempt: int, exc: RetryLater) -> None:
+        delay_ms = self._topology.delay_for(attempt - 1, exc.delay)
+        item = self._copy(message, "", self._topology.delay_queue(self.queue_name, delay_ms))
+        item.headers[ATTEMPT_HEADER] = attempt
+        item.headers[REASON_HEADER] = exc.reason[:500]
+        await self._forward_then_ack(message, item)
+
+    async def _dead_letter(self, message: AbstractIncomingMessage, reason: str) -> None:
+        log.warning("dead-lettered", extra={"queue": self.queue_name, "reason": reason[:500]})
+        item = self._copy(message, self._topology.dlx, self.queue_name)
+        item.headers[REASON_HEADER] = reason[:500]
+        item.headers["x-smsgw-dead-at"] = datetime.now(UTC).isoformat()
+        await self._forward_then_ack(message, item)
+
+    async def _forward_then_ack(self, message: AbstractIncomingMessage, item: Outgoing) -> None:
+        try:
+            await self._publisher.publish(item)
+        except PublishError:
+            # Not forwarded: keep the original (requeue) rather than lose it.
+            log.exception("could not forward; requeued", extra={"queue": self.queue_name})
+            await self._settle(message.nack(requeue=True))
+            return
+        await self._settle(message.ack())
+
+    @staticmethod
+    def _copy(message: AbstractIncomingMessage, exchange: str, key: str) -> Outgoing:
+        headers = dict(message.headers or {})
+        return Outgoing(
+            exchange=exchange,
+            routing_key=key,
+            payload=message.body,
+            headers=headers,
+            message_id=message.message_id,
+            correlation_id=message.correlation_id,
+        )
+
+    @staticmethod
+    async def _settle(op: Awaitable[None]) -> None:
+        # After a broker drop the channel is gone: the broker requeues unacked messages
+        # itself, so a failed ack/nack is a future duplicate, not a loss.
+        try:
+            await op
+        except Exception as exc:
+            log.warning("ack/nack failed (message will be redelivered): %r", exc)
+
+    async def stop(self, timeout: float = 30.0) -> None:
+        """Stop taking messages, finish the ones in hand (up to `timeout`), close."""
+        self._stopping = True
+        if self._queue is not None and self._tag is not None:
+            try:
+                await self._queue.cancel(self._tag)
+            except Exception as exc:
+                log.debug("cancel failed: %r", exc)
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            log.warning(
+                "stop: %d message(s) still in hand; they will be redelivered", len(self._in_flight)
+            )
+            for t in list(self._in_flight):
+                t.cancel()
+        if self._channel is not None and not self._channel.is_closed:
+            await self._channel.close()
+        await self._publisher.close()

@@ -1,0 +1,139 @@
+"""Publishing with confirms: a publish returns only once the broker has the message.
+
+`mandatory=True` on a channel with `on_return_raises=True`: a message no queue takes is an
+error (`UnroutableError`), never a silent drop. `publish_many` pipelines confirms (many in
+flight at once), ~3–5k/s on one channel versus ~1–1.6k/s awaiting each (DEPENDENCIES.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractRobustChannel
+from pamqp.commands import Basic
+
+from smsgw_shared.amqp.connection import AmqpConnection
+from smsgw_shared.messages.base import Payload
+
+
+class PublishError(Exception):
+    """The broker did not confirm a publish (nack, closed channel, timeout)."""
+
+
+class UnroutableError(PublishError):
+    """The broker returned the message: no queue is bound for its routing key."""
+
+
+@dataclass
+class Outgoing:
+    """One message to publish: where, what, and the AMQP properties worth setting."""
+
+    exchange: str
+    routing_key: str
+    payload: Payload | bytes
+    headers: dict[str, Any] = field(default_factory=dict)
+    message_id: str | None = None
+    correlation_id: str | None = None
+    reply_to: str | None = None
+    expiration: float | None = None
+    persistent: bool = True
+
+    def to_message(self) -> aio_pika.Message:
+        body = self.payload if isinstance(self.payload, bytes) else self.payload.to_bytes()
+        return aio_pika.Message(
+            body,
+            content_type="application/json",
+            delivery_mode=(
+                aio_pika.DeliveryMode.PERSISTENT
+                if self.persistent
+                else aio_pika.DeliveryMode.NOT_PERSISTENT
+            ),
+            headers=self.headers or None,
+            message_id=self.message_id,
+            correlation_id=self.correlation_id,
+            reply_to=self.reply_to,
+            expiration=self.expiration,
+        )
+
+
+class Publisher:
+    """Confirmed publishing on one lazily opened channel, reopened after failures."""
+
+    def __init__(self, amqp: AmqpConnection, timeout: float = 10.0) -> None:
+        self._amqp = amqp
+        self._timeout = timeout
+        self._channel: AbstractRobustChannel | None = None
+        self._lock = asyncio.Lock()
+
+    async def _get_channel(self) -> AbstractRobustChannel:
+        ch = self._channel
+        if ch is None or ch.is_closed:
+            async with self._lock:
+                if self._channel is None or self._channel.is_closed:
+                    self._channel = await self._amqp.channel(confirms=True)
+                ch = self._channel
+        return ch
+
+    async def publish(self, item: Outgoing) -> None:
+        """Publish one message and wait for its confirm."""
+        try:
+            ch = await self._get_channel()
+        except Exception as exc:
+            raise PublishError(f"no channel: {exc!r}") from exc
+        await self._publish_on(ch, item)
+
+    async def _publish_on(self, ch: AbstractRobustChannel, item: Outgoing) -> None:
+        try:
+            if item.exchange:
+                exchange = await ch.get_exchange(item.exchange, ensure=False)
+            else:
+                exchange = ch.default_exchange
+            result = await exchange.publish(
+                item.to_message(), item.routing_key, mandatory=True, timeout=self._timeout
+            )
+        except aio_pika.exceptions.DeliveryError as exc:
+            frame = getattr(exc, "frame", None)
+            if isinstance(frame, Basic.Return):
+                raise UnroutableError(
+                    f"unroutable: exchange {item.exchange!r} key {item.routing_key!r}"
+                ) from exc
+            raise PublishError(f"publish not confirmed: {exc!r}") from exc
+        except TimeoutError as exc:
+            raise PublishError("publish confirm timed out") from exc
+        except PublishError:
+            raise
+        except Exception as exc:
+            raise PublishError(f"publish failed: {exc!r}") from exc
+        if not isinstance(result, Basic.Ack):
+            raise PublishError(f"broker did not ack the publish: {result!r}")
+
+    async def publish_many(self, items: Sequence[Outgoing]) -> list[PublishError | None]:
+        """Publish many with pipelined confirms; the result lists each item's error or None."""
+        if not items:
+            return []
+        try:
+            ch = await self._get_channel()
+        except Exception as exc:
+            err = PublishError(f"no channel: {exc!r}")
+            return [err for _ in items]
+        results = await asyncio.gather(
+            *(self._publish_on(ch, it) for it in items), return_exceptions=True
+        )
+        out: list[PublishError | None] = []
+        for r in results:
+            if r is None:
+                out.append(None)
+            elif isinstance(r, PublishError):
+                out.append(r)
+            else:
+                out.append(PublishError(repr(r)))
+        return out
+
+    async def close(self) -> None:
+        if self._channel is not None and not self._channel.is_closed:
+            await self._channel.close()
+        self._channel = None

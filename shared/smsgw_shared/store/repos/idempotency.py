@@ -1,0 +1,84 @@
+"""Idempotency keys: the same key and body returns the stored answer."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from smsgw_shared.store.schema import idempotency_keys
+
+
+@dataclass(frozen=True)
+class IdempotencyRecord:
+    request_hash: str
+    status_code: int | None  # None: the first request is still being processed
+    response: Any
+
+
+class IdempotencyRepository:
+    """All SQL about idempotency keys."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def claim(
+        self, api_key_id: uuid.UUID, key: str, request_hash: str, ttl: float
+    ) -> IdempotencyRecord | None:
+        """Claim the key for this request; None if claimed now, else the existing record."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                delete(idempotency_keys).where(
+                    idempotency_keys.c.api_key_id == api_key_id,
+                    idempotency_keys.c.key == key,
+                    idempotency_keys.c.expires_at < func.now(),
+                )
+            )
+            res = await conn.execute(
+                insert(idempotency_keys)
+                .values(
+                    api_key_id=api_key_id,
+                    key=key,
+                    request_hash=request_hash,
+                    expires_at=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, ttl),
+                )
+                .on_conflict_do_nothing()
+                .returning(idempotency_keys.c.key)
+            )
+            if res.first() is not None:
+                return None
+            row = (
+                await conn.execute(
+                    select(idempotency_keys).where(
+                        idempotency_keys.c.api_key_id == api_key_id,
+                        idempotency_keys.c.key == key,
+                    )
+                )
+            ).first()
+        if row is None:  # expired and deleted concurrently: treat as claimed elsewhere
+            return IdempotencyRecord(request_hash, None, None)
+        m = row._mapping
+        return IdempotencyRecord(m["request_hash"], m["status_code"], m["response"])
+
+    async def complete(
+        self, api_key_id: uuid.UUID, key: str, status_code: int, response: Any
+    ) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(idempotency_keys)
+                .where(idempotency_keys.c.api_key_id == api_key_id, idempotency_keys.c.key == key)
+                .values(status_code=status_code, response=response)
+            )
+
+    async def release(self, api_key_id: uuid.UUID, key: str) -> None:
+        """Forget a claim whose request failed before anything was stored."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                delete(idempotency_keys).where(
+                    idempotency_keys.c.api_key_id == api_key_id, idempotency_keys.c.key == key
+                )
+            )

@@ -1,0 +1,303 @@
+"""The PostgreSQL schema (SQLAlchemy Core). Alembic migrations are generated from it.
+
+One row per recipient in `messages`; parts and the state history hang off it. All SQL lives
+in the repository modules next to this one.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def _ts(name: str, nullable: bool = True, default_now: bool = False) -> Column[object]:
+    return Column(
+        name,
+        DateTime(timezone=True),
+        nullable=nullable,
+        server_default=func.now() if default_now else None,
+    )
+
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("secret_hash", String(128), nullable=False, unique=True),
+    Column("secret_prefix", String(12), nullable=False),
+    Column("scopes", ARRAY(String(16)), nullable=False),
+    Column("allowed_prefixes", ARRAY(String(32)), nullable=False, server_default="{}"),
+    Column("allowed_regex", Text, nullable=True),
+    Column("allowed_senders", ARRAY(String(32)), nullable=False, server_default="{}"),
+    Column("rate_limit", Float, nullable=False, server_default="0"),
+    _ts("created_at", False, True),
+    _ts("revoked_at"),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("batch_id", Uuid, nullable=False),
+    Column("api_key_id", Uuid, nullable=True),
+    Column("to_number", String(32), nullable=False),
+    Column("sender", String(32), nullable=True),
+    Column("text", Text, nullable=False),
+    Column("encoding", String(8), nullable=False),
+    Column("parts_count", SmallInteger, nullable=False),
+    Column("route", String(80), nullable=False),
+    Column("status", String(24), nullable=False),
+    Column("error_code", String(64), nullable=True),
+    Column("error", Text, nullable=True),
+    Column("flash", Boolean, nullable=False, server_default="false"),
+    Column("dlr", Boolean, nullable=False, server_default="true"),
+    Column("validity", Integer, nullable=True),
+    Column("reference", String(128), nullable=True),
+    Column("status_callback", Text, nullable=True),
+    Column("job_id", Uuid, nullable=False),
+    _ts("send_at"),
+    _ts("expires_at"),
+    _ts("created_at", False, True),
+    _ts("updated_at", False, True),
+    _ts("sent_at"),
+    _ts("done_at"),
+    Index("ix_messages_created", "created_at", "id"),
+    Index("ix_messages_batch", "batch_id"),
+    Index("ix_messages_status", "status"),
+    Index("ix_messages_to", "to_number"),
+    Index("ix_messages_reference", "reference"),
+    Index(
+        "ix_messages_due",
+        "send_at",
+        postgresql_where=text("status = 'scheduled'"),
+    ),
+    Index(
+        "ix_messages_expiry",
+        "expires_at",
+        postgresql_where=text("status IN ('queued','sending','sent')"),
+    ),
+)
+
+message_parts = Table(
+    "message_parts",
+    metadata,
+    Column("message_id", Uuid, ForeignKey("messages.id", ondelete="CASCADE"), nullable=False),
+    Column("idx", SmallInteger, nullable=False),
+    Column("route", String(80), nullable=False),
+    Column("provider_id", String(80), nullable=True),
+    Column("recipient", String(32), nullable=True),
+    Column("status", String(24), nullable=False),
+    Column("error_code", String(64), nullable=True),
+    _ts("submitted_at"),
+    _ts("updated_at", False, True),
+    PrimaryKeyConstraint("message_id", "idx"),
+    Index("ix_parts_provider", "route", "provider_id"),
+)
+
+message_events = Table(
+    "message_events",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("message_id", Uuid, ForeignKey("messages.id", ondelete="CASCADE"), nullable=False),
+    Column("state", String(24), nullable=False),
+    Column("part", SmallInteger, nullable=True),
+    Column("source", String(80), nullable=False),
+    Column("source_event_id", String(64), nullable=True),
+    Column("error_code", String(64), nullable=True),
+    Column("detail", Text, nullable=True),
+    _ts("occurred_at", False, True),
+    _ts("recorded_at", False, True),
+    Index("ix_message_events_message", "message_id", "id"),
+    UniqueConstraint("source_event_id", "message_id", "part", name="uq_message_events_source"),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("message_id", Uuid, nullable=True),
+    Column("exchange", String(128), nullable=False),
+    Column("routing_key", String(128), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("last_error", Text, nullable=True),
+    _ts("available_at", False, True),
+    _ts("created_at", False, True),
+    Index("ix_outbox_available", "available_at", "id"),
+)
+
+pending_reports = Table(
+    "pending_reports",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("route", String(80), nullable=False),
+    Column("provider_id", String(80), nullable=False),
+    Column("recipient", String(32), nullable=True),
+    Column("event_id", String(64), nullable=False, unique=True),
+    Column("body", JSONB, nullable=False),
+    _ts("received_at", False, True),
+    Index("ix_pending_reports_key", "route", "provider_id"),
+)
+
+inbound_messages = Table(
+    "inbound_messages",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("route", String(80), nullable=False),
+    Column("sender", String(32), nullable=False),
+    Column("recipient", String(32), nullable=True),
+    Column("text", Text, nullable=False),
+    Column("encoding", String(8), nullable=False),
+    Column("parts_total", SmallInteger, nullable=False, server_default="1"),
+    Column("parts_received", SmallInteger, nullable=False, server_default="1"),
+    Column("complete", Boolean, nullable=False, server_default="true"),
+    _ts("received_at", False, True),
+    _ts("created_at", False, True),
+    Index("ix_inbound_created", "created_at", "id"),
+    Index("ix_inbound_sender", "sender"),
+)
+
+inbound_parts = Table(
+    "inbound_parts",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("route", String(80), nullable=False),
+    Column("sender", String(32), nullable=False),
+    Column("recipient", String(32), nullable=True),
+    Column("ref", Integer, nullable=False),
+    Column("ref_bits", SmallInteger, nullable=False),
+    Column("total", SmallInteger, nullable=False),
+    Column("seq", SmallInteger, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("encoding", String(8), nullable=False),
+    Column("event_id", String(64), nullable=False, unique=True),
+    _ts("received_at", False, True),
+    UniqueConstraint("route", "sender", "ref", "total", "seq", name="uq_inbound_parts_slot"),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("api_key_id", Uuid, nullable=False),
+    Column("key", String(255), nullable=False),
+    Column("request_hash", String(64), nullable=False),
+    Column("status_code", SmallInteger, nullable=True),
+    Column("response", JSONB, nullable=True),
+    _ts("created_at", False, True),
+    _ts("expires_at", False),
+    PrimaryKeyConstraint("api_key_id", "key"),
+    Index("ix_idempotency_expires", "expires_at"),
+)
+
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("api_key_id", Uuid, nullable=True),
+    Column("url", Text, nullable=False),
+    Column("events", ARRAY(String(64)), nullable=False),
+    Column("routes", ARRAY(String(80)), nullable=False, server_default="{}"),
+    Column("numbers", ARRAY(String(32)), nullable=False, server_default="{}"),
+    Column("secrets", ARRAY(String(128)), nullable=False),
+    Column("active", Boolean, nullable=False, server_default="true"),
+    Column("description", Text, nullable=True),
+    _ts("created_at", False, True),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("webhook_id", Uuid, ForeignKey("webhooks.id", ondelete="CASCADE"), nullable=True),
+    Column("url", Text, nullable=False),
+    Column("event_id", String(64), nullable=False),
+    Column("event_type", String(64), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("status", String(16), nullable=False),  # pending, succeeded, dead
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("last_status_code", SmallInteger, nullable=True),
+    Column("last_error", Text, nullable=True),
+    _ts("next_attempt_at", False, True),
+    _ts("created_at", False, True),
+    _ts("updated_at", False, True),
+    UniqueConstraint("webhook_id", "event_id", "url", name="uq_webhook_deliveries_event"),
+    Index("ix_deliveries_due", "next_attempt_at", postgresql_where=text("status = 'pending'")),
+    Index("ix_deliveries_webhook", "webhook_id", "created_at"),
+)
+
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column(
+        "delivery_id",
+        Uuid,
+        ForeignKey("webhook_deliveries.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("status_code", SmallInteger, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("duration_ms", Integer, nullable=False),
+    _ts("attempted_at", False, True),
+    Index("ix_attempts_delivery", "delivery_id", "id"),
+)
+
+# The log of everything clients may stream (SSE resume by id, WebSocket, webhooks source).
+event_log = Table(
+    "event_log",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("event_id", String(64), nullable=False, unique=True),
+    Column("type", String(64), nullable=False),
+    Column("route", String(80), nullable=True),
+    Column("message_id", Uuid, nullable=True),
+    Column("api_key_id", Uuid, nullable=True),
+    Column("payload", JSONB, nullable=False),
+    _ts("created_at", False, True),
+)
+
+route_state = Table(
+    "route_state",
+    metadata,
+    Column("route", String(80), primary_key=True),
+    Column("kind", String(8), nullable=False),
+    Column("state", String(24), nullable=False),
+    Column("connected", Boolean, nullable=False),
+    Column("signal_dbm", Integer, nullable=True),
+    Column("operator", String(64), nullable=True),
+    Column("queue_depth", Integer, nullable=True),
+    Column("in_flight", Integer, nullable=False, server_default="0"),
+    Column("details", JSONB, nullable=False, server_default="{}"),
+    _ts("last_seen", False, True),
+)

@@ -1,0 +1,44 @@
+"""`smsgw keys create|list|revoke`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from smsgw_shared.config import Settings
+from smsgw_shared.store.db import ensure_database, make_engine
+from smsgw_shared.store.repos.keys import DuplicateKeyName, KeyRepository
+
+
+async def run_keys(settings: Settings, args: argparse.Namespace) -> None:
+    """Run one keys subcommand against the configured store."""
+    await ensure_database(settings.database_url)  # a clear message if PostgreSQL is down
+    engine = make_engine(settings.database_url, pool_size=1)
+    repo = KeyRepository(engine)
+    try:
+        if args.keys == "create":
+            try:
+                key, secret = await repo.create(
+                    args.name,
+                    args.scope or ["send", "read"],
+                    allowed_prefixes=args.allow_prefix,
+                    allowed_regex=args.allow_regex,
+                    allowed_senders=args.allow_sender,
+                    rate_limit=args.rate_limit,
+                )
+            except DuplicateKeyName as exc:
+                print(f"smsgw: {exc}", file=sys.stderr)
+                sys.exit(1)
+            print(f"created key {key.name} ({key.id}) scopes={','.join(key.scopes)}")
+            print(f"secret (shown once): {secret}")
+        elif args.keys == "list":
+            for k in await repo.list():
+                print(f"{k.id}  {k.name:<24} {','.join(k.scopes):<16} {k.secret_prefix}…")
+        elif args.keys == "revoke":
+            found = await repo.find(args.key)
+            if found is None or not await repo.revoke(found.id):
+                print(f"smsgw: no active key {args.key!r}", file=sys.stderr)
+                sys.exit(1)
+            print(f"revoked {found.name} ({found.id})")
+    finally:
+        await engine.dispose()
