@@ -82,7 +82,9 @@ class Consumer(Generic[P]):
     async def start(self) -> None:
         """Open a channel with the prefetch and start consuming."""
         self._channel = await self._amqp.channel(confirms=False, prefetch=self._prefetch)
-        self._queue = await self._channel.get_queue(self.queue_name, ensure=False)
+        # declare_queue (passive) rather than get_queue: the robust channel only restores
+        # consumers of queues it declared itself after a reconnect.
+        self._queue = await self._channel.declare_queue(self.queue_name, passive=True)
         self._tag = await self._queue.consume(self._on_message)
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:

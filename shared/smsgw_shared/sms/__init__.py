@@ -1,0 +1,148 @@
+"""SMS text engine: GSM-7/UCS-2 codecs, splitting, UDH, PDUs, SMPP payloads, numbers.
+
+Shared by the API (segment preview), the modem worker (PDUs) and the SMPP worker
+(short_message / UDH / SAR / message_payload). See docs/text-engine.md.
+"""
+
+from smsgw_shared.sms.charsets import (
+    SUPPORTED_CHARSETS,
+    decode_text,
+    normalize_charset,
+    transliterate_ru,
+)
+from smsgw_shared.sms.encoding import (
+    SUBSTITUTIONS,
+    Encoding,
+    EncodingChoice,
+    RequestedEncoding,
+    check_text,
+    choose_encoding,
+    substitute_gsm7,
+)
+from smsgw_shared.sms.errors import (
+    CharsetError,
+    EncodingError,
+    InvalidNumberError,
+    InvalidSenderError,
+    PduError,
+    SmsError,
+    TooManyPartsError,
+    UdhError,
+    UnencodableCharactersError,
+)
+from smsgw_shared.sms.pdu import (
+    EncodedPdu,
+    build_binary_submit_pdus,
+    build_deliver_pdus,
+    build_status_report_pdu,
+    build_submit_pdus,
+)
+from smsgw_shared.sms.pdu_decode import (
+    DeliveryStatus,
+    SmsDeliver,
+    SmsStatusReport,
+    SmsSubmit,
+    UserData,
+    decode_deliver,
+    decode_pdu,
+    decode_status_report,
+    decode_submit,
+    status_description,
+    status_meaning,
+)
+from smsgw_shared.sms.pdu_fields import Address, DataCodingScheme
+from smsgw_shared.sms.phone import (
+    Sender,
+    is_alphanumeric_sender,
+    normalize_number,
+    validate_sender,
+)
+from smsgw_shared.sms.segment import (
+    DEFAULT_MAX_PARTS,
+    MAX_PARTS_LIMIT,
+    Segment,
+    SegmentedText,
+    SegmentPreview,
+    part_limit,
+    preview,
+    split_payload,
+    split_text,
+)
+from smsgw_shared.sms.smpp_payload import (
+    SmppMessage,
+    SmppPart,
+    SmppText,
+    build_smpp_parts,
+    decode_short_message,
+)
+from smsgw_shared.sms.udh import (
+    ConcatInfo,
+    ConcatRefCounter,
+    UserDataHeader,
+    build_concat_udh,
+    parse_udh,
+)
+
+__all__ = [
+    "DEFAULT_MAX_PARTS",
+    "MAX_PARTS_LIMIT",
+    "SUBSTITUTIONS",
+    "SUPPORTED_CHARSETS",
+    "Address",
+    "CharsetError",
+    "ConcatInfo",
+    "ConcatRefCounter",
+    "DataCodingScheme",
+    "DeliveryStatus",
+    "EncodedPdu",
+    "Encoding",
+    "EncodingChoice",
+    "EncodingError",
+    "InvalidNumberError",
+    "InvalidSenderError",
+    "PduError",
+    "RequestedEncoding",
+    "Segment",
+    "SegmentPreview",
+    "SegmentedText",
+    "Sender",
+    "SmppMessage",
+    "SmppPart",
+    "SmppText",
+    "SmsDeliver",
+    "SmsError",
+    "SmsStatusReport",
+    "SmsSubmit",
+    "TooManyPartsError",
+    "UdhError",
+    "UnencodableCharactersError",
+    "UserData",
+    "UserDataHeader",
+    "build_binary_submit_pdus",
+    "build_concat_udh",
+    "build_deliver_pdus",
+    "build_smpp_parts",
+    "build_status_report_pdu",
+    "build_submit_pdus",
+    "check_text",
+    "choose_encoding",
+    "decode_deliver",
+    "decode_pdu",
+    "decode_short_message",
+    "decode_status_report",
+    "decode_submit",
+    "decode_text",
+    "is_alphanumeric_sender",
+    "normalize_charset",
+    "normalize_number",
+    "parse_udh",
+    "part_limit",
+    "preview",
+    "split_payload",
+    "split_text",
+    "status_description",
+    "status_meaning",
+    "substitute_gsm7",
+    "transliterate_ru",
+    "validate_sender",
+]

@@ -1,0 +1,121 @@
+"""Phone numbers to E.164 (with phonenumbers), and sender (originator) validation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import phonenumbers
+
+from smsgw_shared.sms import gsm7
+from smsgw_shared.sms.errors import InvalidNumberError, InvalidSenderError
+from smsgw_shared.sms.pdu_fields import (
+    NPI_ISDN,
+    NPI_UNKNOWN,
+    TON_ALPHANUMERIC,
+    TON_INTERNATIONAL,
+    TON_UNKNOWN,
+)
+
+_SEPARATORS = frozenset(" -().\u00a0")
+_MAX_E164_DIGITS = 15  # ITU-T E.164 §6.1
+_MAX_ALPHANUMERIC = 11  # TS 23.040 §9.1.2.5: 11 septets in 10 octets
+
+
+def _parse(candidate: str, region: str | None) -> phonenumbers.PhoneNumber | None:
+    try:
+        number = phonenumbers.parse(candidate, region)
+    except phonenumbers.NumberParseException:
+        return None
+    return number if phonenumbers.is_valid_number(number) else None
+
+
+def normalize_number(raw: str, default_region: str | None = "RU") -> str:
+    """E.164 from '8 (920) 304-86-06', '+7…', '7…' or '00…' forms; else InvalidNumberError."""
+    text = raw.strip()
+    if not text:
+        raise InvalidNumberError(raw, "empty")
+    if any(c.isalpha() for c in text):
+        raise InvalidNumberError(raw, "contains letters")
+    for i, char in enumerate(text):
+        allowed = (char.isascii() and char.isdigit()) or char in _SEPARATORS
+        if not allowed and not (char == "+" and i == 0):
+            raise InvalidNumberError(raw, f"unexpected character {char!r}")
+    digits = "".join(c for c in text if c.isdigit())
+    if text.startswith("+"):
+        candidate = "+" + digits
+    elif digits.startswith("00"):
+        candidate = "+" + digits[2:]  # the ITU international prefix (the RU one is 810)
+    else:
+        candidate = digits
+    if len(candidate.lstrip("+")) > _MAX_E164_DIGITS + (0 if candidate.startswith("+") else 1):
+        raise InvalidNumberError(raw, f"too long (E.164 allows {_MAX_E164_DIGITS} digits)")
+    if len(digits) < 3:
+        raise InvalidNumberError(raw, "too short")
+    if candidate.startswith("+"):
+        number = _parse(candidate, None)
+    else:
+        if default_region is None:
+            raise InvalidNumberError(raw, "no country code and no default region")
+        # '8920…' and '7920…' both parse in RU; a '+7 70x' number comes out as KZ, not forced RU.
+        number = _parse(candidate, default_region)
+        if number is None and len(candidate) > 10:
+            number = _parse("+" + candidate, None)  # an international number missing its '+'
+    if number is None:
+        where = f" for region {default_region}" if not candidate.startswith("+") else ""
+        raise InvalidNumberError(raw, f"not a valid phone number{where}")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+SenderKind = Literal["alphanumeric", "international", "short_code", "numeric"]
+
+
+@dataclass(frozen=True, slots=True)
+class Sender:
+    """A validated originator with the TON/NPI to send it with (SMPP source_addr_ton/npi)."""
+
+    value: str
+    kind: SenderKind
+    ton: int
+    npi: int
+
+
+def validate_sender(raw: str, default_region: str | None = "RU") -> Sender:
+    """Alphanumeric (1..11 GSM-7 basic chars), E.164, short code (3..8 digits) or numeric."""
+    if not raw or not raw.strip():
+        raise InvalidSenderError(raw, "empty")
+    if raw != raw.strip():
+        raise InvalidSenderError(raw, "leading or trailing spaces")
+    if raw.startswith("+"):
+        try:
+            number = normalize_number(raw, None)
+        except InvalidNumberError as exc:
+            raise InvalidSenderError(raw, exc.reason) from exc
+        return Sender(number, "international", TON_INTERNATIONAL, NPI_ISDN)
+    if raw.isascii() and raw.isdigit():
+        if len(raw) < 3:
+            raise InvalidSenderError(raw, "numeric sender shorter than 3 digits")
+        if len(raw) <= 8:
+            return Sender(raw, "short_code", TON_UNKNOWN, NPI_ISDN)
+        if len(raw) > _MAX_E164_DIGITS:
+            raise InvalidSenderError(raw, f"numeric sender over {_MAX_E164_DIGITS} digits")
+        try:
+            number = normalize_number(raw, default_region)
+        except InvalidNumberError:
+            return Sender(raw, "numeric", TON_UNKNOWN, NPI_ISDN)
+        return Sender(number, "international", TON_INTERNATIONAL, NPI_ISDN)
+    if len(raw) > _MAX_ALPHANUMERIC:
+        raise InvalidSenderError(raw, f"alphanumeric sender over {_MAX_ALPHANUMERIC} characters")
+    bad = [c for c in raw if c not in gsm7.BASIC_CHARS or c in "\r\n"]
+    if bad:
+        shown = ", ".join(repr(c) for c in dict.fromkeys(bad))
+        raise InvalidSenderError(raw, f"characters outside the GSM-7 basic alphabet: {shown}")
+    return Sender(raw, "alphanumeric", TON_ALPHANUMERIC, NPI_UNKNOWN)
+
+
+def is_alphanumeric_sender(raw: str) -> bool:
+    """True when `raw` is a valid alphanumeric sender (sent with TON 5)."""
+    try:
+        return validate_sender(raw).kind == "alphanumeric"
+    except InvalidSenderError:
+        return False

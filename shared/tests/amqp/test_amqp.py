@@ -1,0 +1,160 @@
+"""Topology, publisher and consumer against the real RabbitMQ."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+
+import pytest
+
+from smsgw_shared.amqp import (
+    AmqpConnection,
+    Consumer,
+    DeliveryInfo,
+    Outgoing,
+    PermanentFailure,
+    Poison,
+    Publisher,
+    RetryLater,
+    UnroutableError,
+)
+from smsgw_shared.amqp.consumer import REASON_HEADER
+from smsgw_shared.messages import SendJob
+from smsgw_shared.testing import wait_for
+
+
+def job(mid: str, route: str = "modem:*") -> SendJob:
+    return SendJob(message_id=mid, to="+79160001234", text="hi", route=route)
+
+
+async def dlq_messages(amqp: AmqpConnection, queue: str) -> list[tuple[bytes, dict]]:
+    ch = await amqp.channel(confirms=False)
+    q = await ch.get_queue(amqp.topology.dlq(queue), ensure=False)
+    out = []
+    while (m := await q.get(no_ack=True, fail=False)) is not None:
+        out.append((m.body, dict(m.headers or {})))
+    await ch.close()
+    return out
+
+
+async def test_topology_declares_twice(amqp: AmqpConnection):
+    specs = amqp.topology.job_queues("modem:*") + amqp.topology.inbound_queues()
+    await amqp.declare(specs)
+    # A second connection (another service starting) declares the same without error.
+    other = AmqpConnection(amqp.url, amqp.topology)
+    await other.connect()
+    await other.declare(specs)
+    await other.close()
+
+
+async def test_confirmed_publish_arrives_and_unroutable_raises(amqp: AmqpConnection):
+    t = amqp.topology
+    await amqp.declare(t.job_queues("modem:*"))
+    pub = Publisher(amqp)
+    await pub.publish(Outgoing(t.jobs_exchange, t.job_routing_key("modem:*"), job("a")))
+    with pytest.raises(UnroutableError):
+        await pub.publish(Outgoing(t.jobs_exchange, "nobody.listens", job("b")))
+    errors = await pub.publish_many(
+        [Outgoing(t.jobs_exchange, "modem.pool", job(str(i))) for i in range(50)]
+        + [Outgoing(t.jobs_exchange, "nope", job("x"))]
+    )
+    assert errors[:50] == [None] * 50
+    assert isinstance(errors[50], UnroutableError)
+    ch = await amqp.channel(confirms=False)
+    q = await ch.declare_queue(t.job_queue("modem:*"), passive=True)
+    got = 0
+    while await q.get(no_ack=True, fail=False) is not None:
+        got += 1
+    assert got == 51
+    await pub.close()
+
+
+async def test_outcomes_retry_poison_permanent(amqp: AmqpConnection):
+    t = amqp.topology
+    await amqp.declare(t.job_queues("modem:*"))
+    queue = t.job_queue("modem:*")
+    seen: list[tuple[str, int]] = []
+
+    async def handler(payload: SendJob, info: DeliveryInfo) -> None:
+        seen.append((payload.message_id, info.attempt))
+        if payload.message_id == "retry" and info.attempt < 2:
+            raise RetryLater("not now")
+        if payload.message_id == "poison":
+            raise Poison("cannot use this")
+        if payload.message_id == "perm":
+            raise PermanentFailure("never works")
+        if payload.message_id == "exhaust":
+            raise RetryLater("always busy")
+
+    consumer = Consumer(amqp, queue, SendJob, handler, max_attempts=3)
+    await consumer.start()
+    pub = Publisher(amqp)
+    for mid in ("ok", "retry", "poison", "perm", "exhaust"):
+        await pub.publish(Outgoing(t.jobs_exchange, "modem.pool", job(mid)))
+    await pub.publish(Outgoing(t.jobs_exchange, "modem.pool", b"{not json"))
+
+    async def retried() -> bool:
+        return ("retry", 2) in seen and ("exhaust", 2) in seen
+
+    await wait_for(retried, timeout=15)
+    dead: list[tuple[bytes, dict]] = []
+
+    async def four_dead() -> bool:
+        dead.extend(await dlq_messages(amqp, queue))
+        return len(dead) >= 4
+
+    await wait_for(four_dead, timeout=10)
+    reasons = sorted(h[REASON_HEADER].split(":")[0] for _, h in dead)
+    assert reasons == ["failed", "poison", "poison", "retries exhausted"]
+    assert ("ok", 0) in seen
+    await consumer.stop()
+    await pub.close()
+
+
+def _close_all_connections() -> None:
+    subprocess.run(
+        ["rabbitmqctl", "close_all_connections", "test: broker drop"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+
+
+async def test_consumer_survives_broker_dropping_connections(amqp: AmqpConnection):
+    t = amqp.topology
+    await amqp.declare(t.job_queues("modem:*"))
+    queue = t.job_queue("modem:*")
+    done: set[str] = set()
+    gate = asyncio.Event()
+
+    async def handler(payload: SendJob, info: DeliveryInfo) -> None:
+        if payload.message_id == "slow":
+            await gate.wait()
+        done.add(payload.message_id)
+
+    worker_conn = AmqpConnection(amqp.url, t, name="worker-under-test")
+    await worker_conn.connect()
+    consumer = Consumer(worker_conn, queue, SendJob, handler, prefetch=4)
+    await consumer.start()
+    pub = Publisher(amqp)
+    await pub.publish(Outgoing(t.jobs_exchange, "modem.pool", job("slow")))
+    await pub.publish(Outgoing(t.jobs_exchange, "modem.pool", job("before")))
+    await wait_for(lambda: _async_true("before" in done))
+
+    await asyncio.to_thread(_close_all_connections)
+    gate.set()  # the slow job finishes on a dead channel: its ack fails, it is redelivered
+
+    # The robust connection comes back and the consumer keeps consuming.
+    pub2_conn = AmqpConnection(amqp.url, t)
+    await pub2_conn.connect()
+    pub2 = Publisher(pub2_conn)
+    await pub2.publish(Outgoing(t.jobs_exchange, "modem.pool", job("after")))
+    await wait_for(lambda: _async_true({"slow", "before", "after"} <= done), timeout=30)
+
+    await consumer.stop()
+    await worker_conn.close()
+    await pub2_conn.close()
+
+
+async def _async_true(v: bool) -> bool:
+    return v
