@@ -36,9 +36,9 @@ def api_settings(db_settings: Settings) -> Settings:
 
 
 @asynccontextmanager
-async def running_app(settings: Settings, wait_broker: bool = True) -> AsyncIterator[
-    tuple[FastAPI, httpx.AsyncClient]
-]:
+async def running_app(
+    settings: Settings, wait_broker: bool = True
+) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
     """The app with its lifespan running, and a client talking to it in-process."""
     app = create_app(settings)
     async with app.router.lifespan_context(app):
@@ -82,9 +82,7 @@ def admin_headers(admin_key: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def make_key(
-    api: httpx.AsyncClient, admin_headers: dict[str, str]
-) -> Callable[..., Any]:
+def make_key(api: httpx.AsyncClient, admin_headers: dict[str, str]) -> Callable[..., Any]:
     """Create a key through the API; returns (json, headers)."""
 
     async def _make(**body: Any) -> tuple[dict[str, Any], dict[str, str]]:
@@ -97,7 +95,9 @@ def make_key(
     return _make
 
 
-async def drain(amqp: AmqpConnection, queue: str, expect: int, timeout: float = 10.0) -> list[bytes]:
+async def drain(
+    amqp: AmqpConnection, queue: str, expect: int, timeout: float = 10.0
+) -> list[bytes]:
     """Take `expect` messages from a queue (acking them), waiting up to `timeout`."""
     ch = await amqp.channel(confirms=False)
     q = await ch.get_queue(queue, ensure=False)

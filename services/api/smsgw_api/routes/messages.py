@@ -297,7 +297,11 @@ async def cancel(message_id: str, key: SendKey, state: StateDep) -> dict[str, An
     ok, current = await state.messages.cancel(mid)
     if not ok:
         raise Problem(
-            409, "not_cancelable", "Too late to cancel", f"the message is {current}", status=current
+            409,
+            "not_cancelable",
+            "Too late to cancel",
+            f"the message is {current}",
+            message_status=current,
         )
     # Tell the workers, in case the job is already in a queue (best effort: a worker that
     # misses it finds the message canceled in the store's projection anyway).

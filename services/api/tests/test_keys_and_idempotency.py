@@ -1,0 +1,117 @@
+"""API keys, scopes, number and sender permissions, rate limits, idempotency."""
+
+from __future__ import annotations
+
+import asyncio
+
+
+async def test_key_lifecycle(api, admin_headers, make_key):
+    data, headers = await make_key(name="shop", scopes=["send"])
+    assert data["secret"].startswith("sgw_") and data["scopes"] == ["send"]
+    listed = (await api.get("/v1/keys", headers=admin_headers)).json()["data"]
+    assert any(k["name"] == "shop" and "secret" not in k for k in listed)
+    dup = await api.post("/v1/keys", json={"name": "shop"}, headers=admin_headers)
+    assert dup.status_code == 409 and dup.json()["code"] == "key_name_taken"
+    ok = await api.post("/v1/messages", json={"to": "+79210001234", "text": "x"}, headers=headers)
+    assert ok.status_code == 202
+    # send scope only: no reading, no admin
+    assert (await api.get("/v1/messages", headers=headers)).status_code == 403
+    assert (await api.get("/v1/keys", headers=headers)).status_code == 403
+    r = await api.delete(f"/v1/keys/{data['id']}", headers=admin_headers)
+    assert r.status_code == 200
+    app_cache_ttl = 0  # the API forgets its cache on revoke
+    await asyncio.sleep(app_cache_ttl)
+    r = await api.post("/v1/messages", json={"to": "+79210001234", "text": "x"}, headers=headers)
+    assert r.status_code == 401
+
+
+async def test_bad_key_bodies(api, admin_headers):
+    for body in (
+        {"name": ""},
+        {"name": "a b"},
+        {"name": "x", "scopes": ["root"]},
+        {"name": "x", "allowed_regex": "("},
+        {"name": "x", "extra": 1},
+    ):
+        r = await api.post("/v1/keys", json=body, headers=admin_headers)
+        assert r.status_code == 422, (body, r.text)
+
+
+async def test_number_and_sender_permissions(api, make_key):
+    _, headers = await make_key(allowed_prefixes=["+7921"], allowed_senders=["Shop"])
+    r = await api.post(
+        "/v1/messages",
+        json={"to": ["+79210001234", "+79160001234"], "text": "x", "from": "Shop"},
+        headers=headers,
+    )
+    assert r.status_code == 202
+    statuses = [(m["to"], m["status"], m.get("error_code")) for m in r.json()["messages"]]
+    assert statuses == [
+        ("+79210001234", "queued", None),
+        ("+79160001234", "rejected", "number_not_allowed"),
+    ]
+    r = await api.post(
+        "/v1/messages", json={"to": "+79210001234", "text": "x", "from": "Other"}, headers=headers
+    )
+    assert r.status_code == 403 and r.json()["code"] == "sender_not_allowed"
+    _, rx = await make_key(allowed_regex=r"^\+7(921|922)")
+    r = await api.post("/v1/messages", json={"to": "+79160001234", "text": "x"}, headers=rx)
+    assert r.status_code == 422 and r.json()["code"] == "no_valid_recipients"
+
+
+async def test_rate_limit(api, make_key):
+    _, headers = await make_key(rate_limit=1)
+    codes = []
+    for _ in range(3):
+        r = await api.post(
+            "/v1/messages", json={"to": "+79210001234", "text": "x"}, headers=headers
+        )
+        codes.append(r.status_code)
+    assert codes[0] == 202 and 429 in codes
+    limited = r if r.status_code == 429 else None
+    assert limited is None or int(limited.headers["Retry-After"]) >= 1
+
+
+async def test_basic_and_x_api_key(api, make_key):
+    data, _ = await make_key()
+    import base64
+
+    basic = base64.b64encode(f"{data['name']}:{data['secret']}".encode()).decode()
+    for h in ({"Authorization": f"Basic {basic}"}, {"X-API-Key": data["secret"]}):
+        r = await api.get("/v1/messages", headers=h)
+        assert r.status_code == 200, r.text
+    wrong = base64.b64encode(f"other:{data['secret']}".encode()).decode()
+    assert (
+        await api.get("/v1/messages", headers={"Authorization": f"Basic {wrong}"})
+    ).status_code == 401
+
+
+async def test_idempotency(api, admin_headers):
+    body = {"to": "+79210001234", "text": "once"}
+    h = admin_headers | {"Idempotency-Key": "abc-1"}
+    first = await api.post("/v1/messages", json=body, headers=h)
+    again = await api.post("/v1/messages", json=body, headers=h)
+    assert first.status_code == again.status_code == 202
+    assert first.json() == again.json()
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    other = await api.post("/v1/messages", json=body | {"text": "twice"}, headers=h)
+    assert other.status_code == 409 and other.json()["code"] == "idempotency_conflict"
+    listed = await api.get(
+        "/v1/messages", params={"batch_id": first.json()["batch_id"]}, headers=admin_headers
+    )
+    assert len(listed.json()["data"]) == 1
+    # A failing request is remembered too (same answer on replay).
+    bad = {"to": "+79210001234", "text": "x", "route": "modem:nope"}
+    hb = admin_headers | {"Idempotency-Key": "abc-2"}
+    r1 = await api.post("/v1/messages", json=bad, headers=hb)
+    r2 = await api.post("/v1/messages", json=bad, headers=hb)
+    assert r1.status_code == r2.status_code == 422
+
+
+async def test_concurrent_idempotent_requests_create_one_message(api, admin_headers):
+    body = {"to": "+79210001234", "text": "race", "reference": "idem-race"}
+    h = admin_headers | {"Idempotency-Key": "race-1"}
+    rs = await asyncio.gather(*(api.post("/v1/messages", json=body, headers=h) for _ in range(5)))
+    assert {r.status_code for r in rs} <= {202, 409}
+    listed = await api.get("/v1/messages", params={"reference": "idem-race"}, headers=admin_headers)
+    assert len(listed.json()["data"]) == 1
