@@ -89,6 +89,11 @@ class SmppBindConfig(_Section):
     reconnect_max: float = Field(60.0, gt=0)
     id_format: Literal["auto", "hex", "decimal", "string"] = "auto"
     pools: list[str] = Field(default_factory=list)
+    # How the `id:` of text receipts is written when it differs from submit_sm_resp ids
+    # (e.g. decimal receipts for hex ids); "same" = like id_format.
+    receipt_id_format: Literal["same", "hex", "decimal", "string"] = "same"
+    service_type: str = ""  # submit_sm service_type (SMPP 3.4 §5.2.11)
+    tls_verify: bool = True  # verify the SMSC's TLS certificate
 
 
 class SmppConfig(_Section):
@@ -165,7 +170,18 @@ class WebhooksConfig(_Section):
     allow_private: bool = False
     timeout: float = Field(10.0, gt=0)
     retry_schedule: list[float] = Field(
-        default_factory=lambda: [5, 30, 120, 600, 1800, 3600, 7200, 14400, 28800, 43200]
+        default_factory=lambda: [
+            5.0,
+            30.0,
+            120.0,
+            600.0,
+            1800.0,
+            3600.0,
+            7200.0,
+            14400.0,
+            28800.0,
+            43200.0,
+        ]
     )
     concurrency_per_endpoint: int = Field(8, ge=1)
     max_body_bytes: int = Field(65536, ge=1024)
@@ -187,6 +203,9 @@ class SimulatorsConfig(_Section):
     modem_send_latency: float = Field(0.0, ge=0)
     modem_noise_interval: float = Field(0.0, ge=0)  # ^RSSI/^MODE/^BOOT URCs; 0: off
     dlr_delay: float = Field(1.0, ge=0)
+    smsc_system_id: str = "smsgw"
+    smsc_password: str = "secret"
+    smsc_id_format: Literal["hex", "decimal"] = "hex"
 
 
 class Settings(BaseSettings):

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 from smsgw_shared.amqp import AmqpConnection, Publisher, Topology
@@ -182,6 +183,13 @@ def create_app(settings: Settings) -> FastAPI:
     for exc_class in STORE_ERRORS:
         app.add_exception_handler(exc_class, _store_down)
 
+    if settings.api.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.api.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+        )
     app.add_middleware(BodyLimitMiddleware, limit=settings.api.max_body_bytes)
     app.add_middleware(MetricsMiddleware)
 

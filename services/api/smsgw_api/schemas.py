@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
 Scope = Literal["send", "read", "admin"]
+DEFAULT_SCOPES: tuple[Scope, ...] = ("send", "read")
 
 
 class SendRequest(BaseModel):
@@ -100,7 +101,7 @@ class KeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: StrictStr = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
-    scopes: list[Scope] = Field(default_factory=lambda: ["send", "read"], min_length=1)
+    scopes: list[Scope] = Field(default_factory=lambda: list(DEFAULT_SCOPES), min_length=1)
     allowed_prefixes: list[StrictStr] = Field(default_factory=list, max_length=1000)
     allowed_regex: StrictStr | None = Field(None, max_length=1000)
     allowed_senders: list[StrictStr] = Field(default_factory=list, max_length=1000)

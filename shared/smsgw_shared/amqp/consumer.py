@@ -102,7 +102,8 @@ class Consumer(Generic[P]):
 
     async def _process(self, message: AbstractIncomingMessage) -> None:
         headers = message.headers or {}
-        attempt = int(headers.get(ATTEMPT_HEADER, 0) or 0)  # type: ignore[call-overload]
+        raw_attempt = headers.get(ATTEMPT_HEADER, 0)
+        attempt = raw_attempt if isinstance(raw_attempt, int) else 0
         info = DeliveryInfo(
             queue=self.queue_name,
             attempt=attempt,

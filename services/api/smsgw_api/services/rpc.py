@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from smsgw_shared.amqp import Outgoing, PublishError, Topology, UnroutableError
 from smsgw_shared.amqp.rpc import RpcClient as AmqpRpc
 from smsgw_shared.amqp.rpc import RpcTimeout
@@ -19,7 +21,7 @@ class RpcClient:
         self.modem_ids = modem_ids
 
     async def modem(
-        self, modem_id: str, action: str, code: str | None, timeout: float
+        self, modem_id: str, action: Literal["ussd", "balance"], code: str | None, timeout: float
     ) -> ModemReply:
         """Send a request to one modem and wait for its reply."""
         if modem_id not in self.modem_ids:
@@ -28,7 +30,7 @@ class RpcClient:
             modem_id=modem_id,
             action=action,
             code=code,
-            timeout=timeout,  # type: ignore[arg-type]
+            timeout=timeout,
             reply_to="amq.rabbitmq.reply-to",
         )
         item = Outgoing(

@@ -1,0 +1,129 @@
+"""API ingress benchmark: single-recipient POST /v1/messages at concurrency 50, and one
+request with 1,000 recipients. Persistence and publisher confirms on, real PostgreSQL and
+RabbitMQ on this machine. Prints figures; asserts nothing.
+
+    .venv/bin/python bench/bench_api.py [--requests 20000] [--concurrency 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+
+import aiohttp
+
+from smsgw_shared.amqp import AmqpConnection, Topology
+from smsgw_shared.store.db import drop_database
+from smsgw_shared.store.migrate import upgrade
+from smsgw_shared.testing import free_port
+
+AMQP = os.environ.get("SMSGW_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+PG = os.environ.get("SMSGW_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
+
+
+def pct(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * p))]
+
+
+async def load(base: str, key: str, total: int, concurrency: int) -> tuple[float, list[float]]:
+    latencies: list[float] = []
+    headers = {"Authorization": f"Bearer {key}"}
+    counter = iter(range(total))
+    conn = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(base, connector=conn, headers=headers) as s:
+
+        async def worker() -> None:
+            for i in counter:
+                body = {"to": f"+7921{i % 10_000_000:07d}", "text": f"bench {i}"}
+                t0 = time.perf_counter()
+                async with s.post("/v1/messages", json=body) as r:
+                    await r.read()
+                    if r.status != 202:
+                        raise RuntimeError(f"{r.status}: {await r.text()}")
+                latencies.append(time.perf_counter() - t0)
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return time.perf_counter() - t0, latencies
+
+
+async def big_batches(base: str, key: str, n: int) -> list[float]:
+    out = []
+    async with aiohttp.ClientSession(base, headers={"Authorization": f"Bearer {key}"}) as s:
+        for b in range(n):
+            to = [f"+7922{b:02d}{i:05d}" for i in range(1000)]
+            t0 = time.perf_counter()
+            async with s.post("/v1/messages", json={"to": to, "text": "batch"}) as r:
+                await r.read()
+                assert r.status == 202, r.status
+            out.append(time.perf_counter() - t0)
+    return out
+
+
+async def wait_ready(base: str) -> None:
+    async with aiohttp.ClientSession(base) as s:
+        for _ in range(200):
+            try:
+                async with s.get("/readyz") as r:
+                    if r.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError("API did not become ready")
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--requests", type=int, default=20000)
+    ap.add_argument("--concurrency", type=int, default=50)
+    args = ap.parse_args()
+    ns = "bench" + uuid.uuid4().hex[:6]
+    db = f"{PG}/smsgw_bench_{uuid.uuid4().hex[:6]}"
+    await asyncio.to_thread(upgrade, db)
+    port = free_port()
+    key = "sgw_bench_" + uuid.uuid4().hex
+    env = dict(os.environ, SMSGW_NAMESPACE=ns, SMSGW_DATABASE_URL=db, SMSGW_AMQP_URL=AMQP,
+               SMSGW_BOOTSTRAP_API_KEY=key, SMSGW_LOG_LEVEL="WARNING")
+    env.pop("SMSGW_CONFIG", None)
+    api = subprocess.Popen([sys.executable, "-m", "smsgw_cli.main", "api", "--port", str(port)],
+                           env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        await wait_ready(base)
+        await load(base, key, 500, args.concurrency)  # warm-up
+        cpu0 = os.times()
+        elapsed, lat = await load(base, key, args.requests, args.concurrency)
+        print(f"single-recipient POST /v1/messages, concurrency {args.concurrency}: "
+              f"{args.requests / elapsed:,.0f} accepted/s over {args.requests} requests; "
+              f"latency p50 {statistics.median(lat) * 1000:.1f} ms, "
+              f"p99 {pct(lat, 0.99) * 1000:.1f} ms, max {max(lat) * 1000:.1f} ms")
+        del cpu0
+        batches = await big_batches(base, key, 5)
+        print(f"1,000 recipients in one request: median {statistics.median(batches) * 1000:.0f} ms"
+              f", max {max(batches) * 1000:.0f} ms "
+              f"({1000 / statistics.median(batches):,.0f} recipients/s)")
+    finally:
+        api.terminate()
+        api.wait(15)
+        topo = Topology(ns)
+        conn = AmqpConnection(AMQP, topo)
+        await conn.connect()
+        ch = await conn.connection.channel()
+        for name in topo.all_queue_names(["modem:*", "smpp:*"], []):
+            await ch.queue_delete(name)
+        for name, _ in topo.exchanges():
+            await ch.exchange_delete(name)
+        await conn.close()
+        await drop_database(db)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
