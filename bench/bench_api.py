@@ -90,26 +90,37 @@ async def main() -> None:
     await asyncio.to_thread(upgrade, db)
     port = free_port()
     key = "sgw_bench_" + uuid.uuid4().hex
-    env = dict(os.environ, SMSGW_NAMESPACE=ns, SMSGW_DATABASE_URL=db, SMSGW_AMQP_URL=AMQP,
-               SMSGW_BOOTSTRAP_API_KEY=key, SMSGW_LOG_LEVEL="WARNING")
+    env = dict(
+        os.environ,
+        SMSGW_NAMESPACE=ns,
+        SMSGW_DATABASE_URL=db,
+        SMSGW_AMQP_URL=AMQP,
+        SMSGW_BOOTSTRAP_API_KEY=key,
+        SMSGW_LOG_LEVEL="WARNING",
+    )
     env.pop("SMSGW_CONFIG", None)
-    api = subprocess.Popen([sys.executable, "-m", "smsgw_cli.main", "api", "--port", str(port)],
-                           env=env)
+    api = subprocess.Popen(
+        [sys.executable, "-m", "smsgw_cli.main", "api", "--port", str(port)], env=env
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         await wait_ready(base)
         await load(base, key, 500, args.concurrency)  # warm-up
         cpu0 = os.times()
         elapsed, lat = await load(base, key, args.requests, args.concurrency)
-        print(f"single-recipient POST /v1/messages, concurrency {args.concurrency}: "
-              f"{args.requests / elapsed:,.0f} accepted/s over {args.requests} requests; "
-              f"latency p50 {statistics.median(lat) * 1000:.1f} ms, "
-              f"p99 {pct(lat, 0.99) * 1000:.1f} ms, max {max(lat) * 1000:.1f} ms")
+        print(
+            f"single-recipient POST /v1/messages, concurrency {args.concurrency}: "
+            f"{args.requests / elapsed:,.0f} accepted/s over {args.requests} requests; "
+            f"latency p50 {statistics.median(lat) * 1000:.1f} ms, "
+            f"p99 {pct(lat, 0.99) * 1000:.1f} ms, max {max(lat) * 1000:.1f} ms"
+        )
         del cpu0
         batches = await big_batches(base, key, 5)
-        print(f"1,000 recipients in one request: median {statistics.median(batches) * 1000:.0f} ms"
-              f", max {max(batches) * 1000:.0f} ms "
-              f"({1000 / statistics.median(batches):,.0f} recipients/s)")
+        print(
+            f"1,000 recipients in one request: median {statistics.median(batches) * 1000:.0f} ms"
+            f", max {max(batches) * 1000:.0f} ms "
+            f"({1000 / statistics.median(batches):,.0f} recipients/s)"
+        )
     finally:
         api.terminate()
         api.wait(15)

@@ -56,7 +56,9 @@ def test_cli_prints_one_line_not_a_traceback(tmp_path):
     p = write(tmp_path, "[api]\nport = 'abc'\n")
     r = subprocess.run(
         [sys.executable, "-m", "smsgw_cli.main", "--config", str(p), "migrate"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert r.returncode == 2
     assert "Traceback" not in r.stderr
@@ -85,7 +87,6 @@ def test_shipped_configs_load_and_example_documents_every_option():
     load_settings(example)
     text = example.read_text()
     missing = [
-        f for f in sorted(_fields(Settings))
-        if f.rsplit(".", 1)[-1] not in text and f != "config"
+        f for f in sorted(_fields(Settings)) if f.rsplit(".", 1)[-1] not in text and f != "config"
     ]
     assert not missing, f"config/example.toml does not mention: {missing}"

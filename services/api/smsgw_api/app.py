@@ -12,14 +12,6 @@ from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
-from smsgw_shared.amqp import AmqpConnection, Publisher, Topology
-from smsgw_shared.amqp.rpc import RpcClient as AmqpRpc
-from smsgw_shared.config import Settings
-from smsgw_shared.routing import Router
-from smsgw_shared.store.db import StoreUnavailable, make_engine
-from smsgw_shared.store.repos.idempotency import IdempotencyRepository
-from smsgw_shared.store.repos.keys import SCOPES, KeyRepository
-from smsgw_shared.store.repos.messages import MessageRepository
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -32,6 +24,14 @@ from smsgw_api.services.ingest import Ingestor
 from smsgw_api.services.pipeline import GroupCommitter, JobDispatcher, OutboxRelay
 from smsgw_api.services.rpc import RpcClient
 from smsgw_api.services.scheduler import Scheduler
+from smsgw_shared.amqp import AmqpConnection, Publisher, Topology
+from smsgw_shared.amqp.rpc import RpcClient as AmqpRpc
+from smsgw_shared.config import Settings
+from smsgw_shared.routing import Router
+from smsgw_shared.store.db import StoreUnavailable, make_engine
+from smsgw_shared.store.repos.idempotency import IdempotencyRepository
+from smsgw_shared.store.repos.keys import SCOPES, KeyRepository
+from smsgw_shared.store.repos.messages import MessageRepository
 
 log = logging.getLogger(__name__)
 

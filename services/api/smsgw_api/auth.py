@@ -3,6 +3,7 @@ compat APIs' own parameters. A short in-process cache keeps the hot path off the
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hmac
@@ -20,6 +21,9 @@ class KeyCache:
         self.repo = repo
         self.ttl = ttl
         self._cache: dict[str, tuple[float, ApiKey | None]] = {}
+        # One store lookup per secret at a time: 50 concurrent requests with a cold cache
+        # would otherwise make 50 identical queries.
+        self._inflight: dict[str, asyncio.Future[ApiKey | None]] = {}
 
     async def by_secret(self, secret: str) -> ApiKey | None:
         """The active key with this secret, or None."""
@@ -30,7 +34,20 @@ class KeyCache:
         hit = self._cache.get(h)
         if hit is not None and hit[0] > now:
             return hit[1]
-        key = await self.repo.by_secret(secret)
+        pending = self._inflight.get(h)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        fut: asyncio.Future[ApiKey | None] = asyncio.get_running_loop().create_future()
+        self._inflight[h] = fut
+        try:
+            key = await self.repo.by_secret(secret)
+        except BaseException as exc:
+            fut.set_exception(exc)
+            fut.exception()  # retrieved: waiters re-raise it, nobody logs it as lost
+            raise
+        finally:
+            self._inflight.pop(h, None)
+        fut.set_result(key)
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[h] = (now + self.ttl, key)

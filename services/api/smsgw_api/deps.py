@@ -8,16 +8,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from smsgw_api.auth import KeyCache, RateLimiter, bearer, parse_basic
+from smsgw_api.problems import Problem
 from smsgw_shared.amqp import AmqpConnection, Publisher
 from smsgw_shared.config import Settings
 from smsgw_shared.routing import Router
 from smsgw_shared.store.repos.idempotency import IdempotencyRepository
 from smsgw_shared.store.repos.keys import ApiKey, KeyRepository
 from smsgw_shared.store.repos.messages import MessageRepository
-from sqlalchemy.ext.asyncio import AsyncEngine
-
-from smsgw_api.auth import KeyCache, RateLimiter, bearer, parse_basic
-from smsgw_api.problems import Problem
 
 if TYPE_CHECKING:
     from smsgw_api.services.ingest import Ingestor
@@ -43,8 +43,9 @@ class AppState:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
-def get_state(request: Request) -> AppState:
-    """The application state (set by the lifespan)."""
+async def get_state(request: Request) -> AppState:
+    """The application state (set by the lifespan); async so FastAPI does not run it in a
+    worker thread per request."""
     state: AppState = request.app.state.smsgw
     return state
 

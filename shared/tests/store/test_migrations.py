@@ -15,9 +15,7 @@ from smsgw_shared.store.migrate import downgrade, upgrade
 async def _tables(url: str) -> set[str]:
     conn = await asyncpg.connect(url)
     try:
-        rows = await conn.fetch(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
-        )
+        rows = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
         return {r["tablename"] for r in rows}
     finally:
         await conn.close()
@@ -28,8 +26,16 @@ def test_up_down_up_on_a_new_database(postgres_url: str):
     try:
         upgrade(url)  # creates the database too
         tables = asyncio.run(_tables(url))
-        assert {"messages", "message_parts", "outbox", "api_keys", "webhooks",
-                "webhook_deliveries", "inbound_messages", "event_log"} <= tables
+        assert {
+            "messages",
+            "message_parts",
+            "outbox",
+            "api_keys",
+            "webhooks",
+            "webhook_deliveries",
+            "inbound_messages",
+            "event_log",
+        } <= tables
         downgrade(url, "base")
         assert asyncio.run(_tables(url)) == {"alembic_version"}
         upgrade(url)

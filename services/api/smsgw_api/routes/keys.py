@@ -8,11 +8,11 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from smsgw_shared.store.repos.keys import DuplicateKeyName
 
 from smsgw_api.deps import AdminKey, StateDep
 from smsgw_api.problems import Problem
 from smsgw_api.schemas import KeyCreate
+from smsgw_shared.store.repos.keys import DuplicateKeyName
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"])
 

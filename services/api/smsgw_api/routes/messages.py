@@ -12,15 +12,15 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
-from smsgw_shared.amqp import Outgoing
-from smsgw_shared.messages import CancelNotice
-from smsgw_shared.store.repos.keys import ApiKey
-from smsgw_shared.store.repos.messages import MessageFilter
 
 from smsgw_api.deps import ReadKey, SendKey, StateDep
 from smsgw_api.problems import Problem
 from smsgw_api.schemas import PreviewRequest, PreviewResponse, SendRequest, SendResponse
 from smsgw_api.services.ingest import SendSpec
+from smsgw_shared.amqp import Outgoing
+from smsgw_shared.messages import CancelNotice
+from smsgw_shared.store.repos.keys import ApiKey
+from smsgw_shared.store.repos.messages import MessageFilter
 
 log = logging.getLogger(__name__)
 

@@ -6,12 +6,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter
-from smsgw_shared.messages import ModemReply
-from smsgw_shared.store.schema import route_state
 from sqlalchemy import select
 
 from smsgw_api.deps import ReadKey, SendKey, StateDep
 from smsgw_api.schemas import UssdRequest
+from smsgw_shared.messages import ModemReply
+from smsgw_shared.store.schema import route_state
 
 router = APIRouter(tags=["routes"])
 

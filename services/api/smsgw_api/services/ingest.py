@@ -13,6 +13,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prometheus_client import Counter
+
+from smsgw_api.problems import Problem
+from smsgw_api.services.pipeline import HOT_PATH_GRACE_S, GroupCommitter, JobDispatcher
 from smsgw_shared.amqp import Outgoing, Topology
 from smsgw_shared.config import Settings
 from smsgw_shared.messages import SendJob
@@ -28,9 +31,6 @@ from smsgw_shared.sms.errors import (
 from smsgw_shared.sms.phone import normalize_number, validate_sender
 from smsgw_shared.sms.segment import preview
 from smsgw_shared.store.repos.keys import ApiKey
-
-from smsgw_api.problems import Problem
-from smsgw_api.services.pipeline import HOT_PATH_GRACE_S, GroupCommitter, JobDispatcher
 
 ACCEPTED = Counter("smsgw_api_messages_accepted_total", "Messages accepted", ["route", "status"])
 REJECTED = Counter("smsgw_api_recipients_rejected_total", "Recipients refused", ["reason"])

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
+from smsgw_api.problems import Problem
 from smsgw_shared.amqp import Outgoing, PublishError, Topology, UnroutableError
 from smsgw_shared.amqp.rpc import RpcClient as AmqpRpc
 from smsgw_shared.amqp.rpc import RpcTimeout
 from smsgw_shared.messages import ModemReply, ModemRequest
-
-from smsgw_api.problems import Problem
 
 
 class RpcClient:

@@ -1,0 +1,61 @@
+"""The whole gateway as processes, once per module."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from tests.e2e.stack import Stack
+
+
+@pytest.fixture
+async def stack(tmp_path, database_url, broker_url, amqp) -> AsyncIterator[Stack]:
+    s = Stack(
+        workdir=tmp_path,
+        namespace=amqp.topology.ns,
+        database_url=database_url,
+        amqp_url=broker_url,
+        api_key="sgw_e2e_" + uuid.uuid4().hex,
+    )
+    s.write_config()
+    s.start("sim-smsc", "sim", "smsc")
+    s.start("sim-modem", "sim", "modem")
+    await asyncio.sleep(0.5)
+    s.start("inbound", "inbound")
+    s.start("modem-worker", "modem-worker")
+    s.start("smpp-worker", "smpp-worker")
+    s.start("api", "api")
+    try:
+        await s.wait_http(s.api_url + "/readyz")
+        for port in ("inbound", "modem_metrics", "smpp_metrics"):
+            await s.wait_http(f"http://127.0.0.1:{s.ports[port]}/healthz")
+        yield s
+    finally:
+        s.stop_all()
+
+
+@pytest.fixture
+async def client(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(
+        base_url=stack.api_url, headers={"Authorization": f"Bearer {stack.api_key}"}, timeout=30
+    ) as c:
+        yield c
+
+
+async def wait_status(
+    client: httpx.AsyncClient, mid: str, states: set[str], timeout: float = 30
+) -> dict:
+    """Poll GET /v1/messages/{id} until its status is one of `states`."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    last: dict = {}
+    while asyncio.get_running_loop().time() < deadline:
+        r = await client.get(f"/v1/messages/{mid}")
+        last = r.json()
+        if last.get("status") in states:
+            return last
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"message {mid} stuck: {last}")
