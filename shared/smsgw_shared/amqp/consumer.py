@@ -35,11 +35,15 @@ from smsgw_shared.amqp.outcomes import (
 from smsgw_shared.amqp.publisher import Outgoing, Publisher, PublishError
 from smsgw_shared.amqp.topology import Topology
 from smsgw_shared.messages.base import Payload, PayloadError
+from smsgw_shared.observability.logging import current_message_id
 
 log = logging.getLogger(__name__)
 
 P = TypeVar("P", bound=Payload)
 Handler = Callable[[P, DeliveryInfo], Awaitable[None]]
+# Called with the raw body and the reason before a message is dead-lettered, so the service
+# can record the outcome (e.g. publish a `failed` status for a send job).
+DeadLetterHook = Callable[[bytes, str], Awaitable[None]]
 
 ATTEMPT_HEADER = "x-smsgw-attempt"
 REASON_HEADER = "x-smsgw-reason"
@@ -58,6 +62,7 @@ class Consumer(Generic[P]):
         prefetch: int = 32,
         max_attempts: int = 5,
         publisher: Publisher | None = None,
+        on_dead_letter: DeadLetterHook | None = None,
     ) -> None:
         self._amqp = amqp
         self._topology: Topology = amqp.topology
@@ -67,6 +72,7 @@ class Consumer(Generic[P]):
         self._prefetch = prefetch
         self._max_attempts = max_attempts
         self._publisher = publisher or Publisher(amqp)
+        self._on_dead_letter = on_dead_letter
         self._channel: AbstractRobustChannel | None = None
         self._queue: AbstractQueue | None = None
         self._tag: str | None = None
@@ -116,6 +122,8 @@ class Consumer(Generic[P]):
         except PayloadError as exc:
             await self._dead_letter(message, f"poison: {exc}")
             return
+        # Every log line written while handling carries the message id (JSON logs).
+        token = current_message_id.set(getattr(payload, "message_id", None))
         try:
             await self._handler(payload, info)
         except RetryLater as exc:
@@ -140,6 +148,8 @@ class Consumer(Generic[P]):
             await asyncio.sleep(0.5)  # don't spin on a message that crashes at once
             await self._settle(message.nack(requeue=True))
             return
+        finally:
+            current_message_id.reset(token)
         await self._settle(message.ack())
 
     async def _retry(self, message: AbstractIncomingMessage, attempt: int, exc: RetryLater) -> None:
@@ -151,6 +161,14 @@ class Consumer(Generic[P]):
 
     async def _dead_letter(self, message: AbstractIncomingMessage, reason: str) -> None:
         log.warning("dead-lettered", extra={"queue": self.queue_name, "reason": reason[:500]})
+        if self._on_dead_letter is not None:
+            try:
+                await self._on_dead_letter(message.body, reason)
+            except Exception:
+                # The hook failed: keep the message (requeue) so the outcome is not lost.
+                log.exception("dead-letter hook failed; requeued", extra={"queue": self.queue_name})
+                await self._settle(message.nack(requeue=True))
+                return
         item = self._copy(message, self._topology.dlx, self.queue_name)
         item.headers[REASON_HEADER] = reason[:500]
         item.headers["x-smsgw-dead-at"] = datetime.now(UTC).isoformat()

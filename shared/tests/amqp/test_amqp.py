@@ -86,7 +86,12 @@ async def test_outcomes_retry_poison_permanent(amqp: AmqpConnection):
         if payload.message_id == "exhaust":
             raise RetryLater("always busy")
 
-    consumer = Consumer(amqp, queue, SendJob, handler, max_attempts=3)
+    hooked: list[str] = []
+
+    async def on_dead(body: bytes, reason: str) -> None:
+        hooked.append(reason.split(":")[0])
+
+    consumer = Consumer(amqp, queue, SendJob, handler, max_attempts=3, on_dead_letter=on_dead)
     await consumer.start()
     pub = Publisher(amqp)
     for mid in ("ok", "retry", "poison", "perm", "exhaust"):
@@ -106,6 +111,7 @@ async def test_outcomes_retry_poison_permanent(amqp: AmqpConnection):
     await wait_for(four_dead, timeout=10)
     reasons = sorted(h[REASON_HEADER].split(":")[0] for _, h in dead)
     assert reasons == ["failed", "poison", "poison", "retries exhausted"]
+    assert sorted(hooked) == reasons  # the service heard of each before it went to the DLQ
     assert ("ok", 0) in seen
     await consumer.stop()
     await pub.close()
