@@ -7,9 +7,11 @@ and what is wrong, so the command line can print one readable line instead of a 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
+import zoneinfo
 from pathlib import Path
 from typing import Any, Literal
 
@@ -185,11 +187,59 @@ class WebhooksConfig(_Section):
     )
     concurrency_per_endpoint: int = Field(8, ge=1)
     max_body_bytes: int = Field(65536, ge=1024)
+    callback_secret: str | None = None  # whsec_…: signs per-message status_callback calls
+    poll_interval: float = Field(0.2, gt=0)  # how often the dispatcher looks for due deliveries
+    previous_secret_ttl: float = Field(86400.0, ge=0)  # old secret still signs after a rotate
 
 
 class InboundConfig(_Section):
     reassembly_timeout: float = Field(3600.0, gt=0)
     metrics_port: int = Field(9101, ge=0, lt=65536)
+    batch_size: int = Field(500, ge=1)  # status events applied per transaction (and prefetch)
+    expiry_interval: float = Field(5.0, gt=0)  # validity expiry and reassembly timeout sweeps
+    expiry_grace: float = Field(3600.0, ge=0)  # sent messages wait this long for a late report
+    report_match_window: float = Field(7 * 86400.0, gt=0)  # how far back a report may match
+
+
+class CompatConfig(_Section):
+    """The seed-compatible APIs (docs/compat.md)."""
+
+    smssender_key_param: str = Field("access-token", min_length=1)  # SMSSender's token name
+    smssender_wait: float = Field(60.0, ge=0)  # seconds send_sms waits for the modem
+    smssender_balance_modem: str = ""  # modem for get_balance; "" = the first configured
+    smstools_list_limit: int = Field(1000, ge=1)  # ids per /api/v1.0/sms/<kind>/ listing
+    smsapiserver_open_networks: list[str] = Field(default_factory=list)  # CIDRs without a key
+    smsapiserver_open_key: str = ""  # name of the key that open-network callers act as
+    smstele_timezone: str = "Europe/Moscow"  # for `deferred` and status timestamps
+    smstele_max_id_length: int = Field(64, ge=1, le=128)  # client `id` (stored as reference)
+    smstele_max_text_length: int = Field(2000, ge=1)  # characters of `mes` (else -41)
+    smstele_validity_unit: Literal["seconds", "minutes", "hours"] = "seconds"
+    smstele_status_limit: int = Field(1000, ge=1)  # results per status query
+
+    @field_validator("smsapiserver_open_networks")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        for net in v:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"invalid network {net!r}: {exc}") from exc
+        return v
+
+    @field_validator("smstele_timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(v)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {v!r}") from exc
+        return v
+
+    @model_validator(mode="after")
+    def _open_key(self) -> CompatConfig:
+        if self.smsapiserver_open_networks and not self.smsapiserver_open_key:
+            raise ValueError("smsapiserver_open_networks needs smsapiserver_open_key")
+        return self
 
 
 class SimulatorsConfig(_Section):
@@ -232,6 +282,7 @@ class Settings(BaseSettings):
     smpp: SmppConfig = Field(default_factory=SmppConfig)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     simulators: SimulatorsConfig = Field(default_factory=SimulatorsConfig)
+    compat: CompatConfig = Field(default_factory=CompatConfig)
 
     @field_validator("log_level", mode="before")
     @classmethod
