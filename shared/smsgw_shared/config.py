@@ -248,6 +248,7 @@ class SimulatorsConfig(_Section):
     smsc_host: str = "127.0.0.1"
     smsc_port: int = 2775
     smsc_control_port: int = 2780
+    modem_host: str = "127.0.0.1"  # 0.0.0.0 in containers
     modem_base_port: int = 7001
     modem_control_port: int = 7000
     modem_send_latency: float = Field(0.0, ge=0)

@@ -82,6 +82,7 @@ def _fields(model: type, prefix: str = "") -> set[str]:
 
 def test_shipped_configs_load_and_example_documents_every_option():
     dev = load_settings(ROOT / "config" / "dev.toml")
+    assert load_settings(ROOT / "config" / "docker.toml").simulators.modem_host == "0.0.0.0"
     assert dev.simulators.smsc and dev.modems
     example = ROOT / "config" / "example.toml"
     load_settings(example)

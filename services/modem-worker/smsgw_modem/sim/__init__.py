@@ -35,6 +35,7 @@ async def run_simulator(
         noise_interval=sims.modem_noise_interval if noise_interval is None else noise_interval,
         pty_dir=Path(pty_dir) if pty_dir else None,
         login=login,
+        host=sims.modem_host,
     )
     await sim.start()
     for server in sim.servers:
