@@ -1,0 +1,138 @@
+"""What the SMSC sends us: delivery receipts and incoming SMS (deliver_sm / data_sm).
+
+Each becomes an event on the broker; the deliver_sm_resp goes out only after the broker
+confirmed it, so a crash in between makes the SMSC redeliver rather than lose it. A failed
+publish answers ESME_RX_T_APPN (§5.1.3: temporary, retry later).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from smsgw_shared.amqp import Outgoing, Publisher, PublishError, Topology
+from smsgw_shared.config import SmppBindConfig
+from smsgw_shared.messages import Concat, InboundPart, StatusEvent, utcnow
+from smsgw_shared.sms import SmsError, decode_short_message
+from smsgw_smpp import pdu as sp
+from smsgw_smpp.dlr import is_receipt, parse_receipt, receipt_body
+from smsgw_smpp.ids import normalise
+from smsgw_smpp.metrics import SmppMetrics
+from smsgw_smpp.status import ESME_RX_T_APPN
+
+log = logging.getLogger(__name__)
+
+_ENCODING_NAMES = {0: "gsm7", 1: "ascii", 3: "latin1", 6: "iso8859-5", 7: "iso8859-8", 8: "ucs2"}
+
+
+def e164(addr: str, ton: int) -> str:
+    """`+` in front of an international number (TON 1), other addresses as they are."""
+    return f"+{addr}" if ton == 1 and addr.isdigit() else addr
+
+
+def inbound_part(pdu: sp.Pdu, route: str) -> InboundPart:
+    """An `InboundPart` from a deliver_sm/data_sm that is not a receipt."""
+    dc = pdu.num("data_coding")
+    esm = pdu.num("esm_class")
+    body = pdu.raw("short_message") or pdu.tlvs.get(sp.TLV_MESSAGE_PAYLOAD, b"")
+    text: str | None = None
+    concat: Concat | None = None
+    payload = body
+    try:
+        decoded = decode_short_message(
+            body,
+            dc,
+            esm,
+            sar_msg_ref_num=pdu.tlv_int(sp.TLV_SAR_MSG_REF_NUM),
+            sar_total_segments=pdu.tlv_int(sp.TLV_SAR_TOTAL_SEGMENTS),
+            sar_segment_seqnum=pdu.tlv_int(sp.TLV_SAR_SEGMENT_SEQNUM),
+        )
+        text, payload = decoded.text, decoded.payload
+        if decoded.concat is not None and decoded.concat.total > 1:
+            c = decoded.concat
+            concat = Concat(ref=c.ref, total=c.total, seq=c.seq, ref_bits=c.ref_bits)
+    except SmsError as exc:
+        # Never drop an SMS because it does not decode: pass its bytes on as hex.
+        log.warning("incoming SMS does not decode (%s); kept as hex", exc)
+    if text is None:
+        text, encoding = payload.hex(), "binary"
+    else:
+        encoding = _ENCODING_NAMES.get(dc & 0x0F if dc >= 0xC0 else dc, "gsm7")
+        if dc >= 0xC0 or dc in (0x10, 0x18):
+            encoding = "ucs2" if dc & 0x0C == 0x08 else "gsm7"
+    return InboundPart(
+        route=route,
+        sender=e164(pdu.text("source_addr"), pdu.num("source_addr_ton")),
+        recipient=e164(pdu.text("destination_addr"), pdu.num("dest_addr_ton")) or None,
+        text=text,
+        encoding=encoding,
+        concat=concat,
+    )
+
+
+class DeliveryHandler:
+    """The deliver_sm/data_sm handler of one bind (`SmppConnection`'s `on_request`)."""
+
+    def __init__(
+        self,
+        cfg: SmppBindConfig,
+        publisher: Publisher,
+        topology: Topology,
+        metrics: SmppMetrics,
+    ) -> None:
+        self.cfg = cfg
+        self.route = f"smpp:{cfg.id}"
+        self.publisher = publisher
+        self.topology = topology
+        self.metrics = metrics
+        self.receipts = 0
+        self.inbound = 0
+
+    async def __call__(self, pdu: sp.Pdu) -> int:
+        """Publish what the PDU says; the returned status goes into deliver_sm_resp."""
+        if is_receipt(pdu):
+            return await self._receipt(pdu)
+        return await self._incoming(pdu)
+
+    async def _publish(self, key: str, payload: StatusEvent | InboundPart) -> int:
+        try:
+            await self.publisher.publish(Outgoing(self.topology.events_exchange, key, payload))
+        except PublishError as exc:
+            log.warning("event not confirmed (%s); SMSC will redeliver", exc)
+            return ESME_RX_T_APPN
+        return 0
+
+    async def _receipt(self, pdu: sp.Pdu) -> int:
+        receipt = parse_receipt(pdu)
+        if receipt is None:
+            # Counted and logged with its text: an operator can still find it.
+            self.metrics.receipts_unparsed.labels(self.cfg.id).inc()
+            log.warning(
+                "receipt without a message id",
+                extra={"bind": self.cfg.id, "body": receipt_body(pdu)},
+            )
+            return 0
+        written_as = self.cfg.receipt_id_format if receipt.id_from_text else "same"
+        provider_id = normalise(receipt.message_id, self.cfg.id_format, written_as)
+        event = StatusEvent(
+            message_id=None,
+            state=receipt.state,  # type: ignore[arg-type]
+            route=self.route,
+            provider_id=provider_id,
+            recipient=e164(pdu.text("source_addr"), pdu.num("source_addr_ton")) or None,
+            error_code=receipt.error_code,
+            error=receipt.stat or None,
+            occurred_at=receipt.done_date or utcnow(),
+        )
+        status = await self._publish(self.topology.status_key(event.state), event)
+        if status == 0:
+            self.receipts += 1
+            self.metrics.receipts.labels(self.cfg.id, event.state).inc()
+        return status
+
+    async def _incoming(self, pdu: sp.Pdu) -> int:
+        part = inbound_part(pdu, self.route)
+        status = await self._publish(self.topology.inbound_key(self.route), part)
+        if status == 0:
+            self.inbound += 1
+            self.metrics.inbound.labels(self.cfg.id).inc()
+        return status
