@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.e2e.conftest import wait_status
+from tests.conftest import wait_status
 
 
 async def test_modem_send_is_delivered(stack, client):

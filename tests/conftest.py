@@ -1,4 +1,4 @@
-"""The whole gateway as processes, once per module."""
+"""Cross-service fixtures: the whole gateway as processes (`stack`) and a client on it."""
 
 from __future__ import annotations
 
