@@ -153,9 +153,7 @@ def run_dev(settings: Settings, args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         for name, argv in planned(settings):
-            procs[name] = subprocess.Popen(
-                [sys.executable, "-m", "smsgw_cli.main", *argv], env=env
-            )
+            procs[name] = subprocess.Popen([sys.executable, "-m", "smsgw_cli.main", *argv], env=env)
             if name.startswith("sim-"):
                 time.sleep(0.5)  # let the simulators listen before the workers connect
         base = f"http://{settings.api.host}:{settings.api.port}"

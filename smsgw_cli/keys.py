@@ -25,6 +25,7 @@ async def run_keys(settings: Settings, args: argparse.Namespace) -> None:
                     allowed_regex=args.allow_regex,
                     allowed_senders=args.allow_sender,
                     rate_limit=args.rate_limit,
+                    secret=args.secret,
                 )
             except DuplicateKeyName as exc:
                 print(f"smsgw: {exc}", file=sys.stderr)

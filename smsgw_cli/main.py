@@ -181,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--allow-regex")
     sp.add_argument("--allow-sender", action="append", default=[])
     sp.add_argument("--rate-limit", type=float, default=0.0)
+    sp.add_argument("--secret", help="use this secret (e.g. a seed client's existing token)")
     sp = keys.add_parser("list", help="list keys")
     sp.set_defaults(func=cmd_keys)
     sp = keys.add_parser("revoke", help="revoke a key (by id or name)")

@@ -100,7 +100,14 @@ class KeyCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: StrictStr = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
+    name: StrictStr = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@:-]+$")
+    secret: StrictStr | None = Field(
+        None,
+        min_length=6,
+        max_length=256,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Set the secret yourself (to keep a seed client's token); default: random",
+    )
     scopes: list[Scope] = Field(default_factory=lambda: list(DEFAULT_SCOPES), min_length=1)
     allowed_prefixes: list[StrictStr] = Field(default_factory=list, max_length=1000)
     allowed_regex: StrictStr | None = Field(None, max_length=1000)

@@ -29,6 +29,7 @@ async def create_key(body: KeyCreate, _: AdminKey, state: StateDep) -> JSONRespo
         key, secret = await state.keys.create(
             body.name,
             list(body.scopes),
+            secret=body.secret,
             allowed_prefixes=body.allowed_prefixes,
             allowed_regex=body.allowed_regex,
             allowed_senders=body.allowed_senders,

@@ -36,14 +36,18 @@ class _Pending:
 class GroupCommitter:
     """Batches inserts from concurrent requests into one transaction."""
 
-    def __init__(self, repo: MessageRepository, max_rows: int = 5000) -> None:
+    def __init__(self, repo: MessageRepository, max_rows: int = 5000, writers: int = 3) -> None:
         self.repo = repo
         self.max_rows = max_rows
+        # A few commits in flight at once: while one waits for its fsync the next batch fills.
+        self.writers = writers
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="group-commit")
+        self._tasks = [
+            asyncio.create_task(self._loop(), name=f"group-commit-{i}") for i in range(self.writers)
+        ]
 
     async def submit(
         self, rows: Sequence[dict[str, Any]], jobs: Sequence[dict[str, Any]]
@@ -82,10 +86,11 @@ class GroupCommitter:
             pos += n
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
 
 
 class JobDispatcher:

@@ -30,6 +30,14 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+def display_prefix(secret: str) -> str:
+    """What listings show of a secret: enough to recognise a generated one, never a whole
+    (possibly short, user-chosen) secret."""
+    if secret.startswith(SECRET_PREFIX) and len(secret) > 20:
+        return secret[:12]
+    return secret[:2]
+
+
 @dataclass(frozen=True)
 class ApiKey:
     """A stored key (never its secret)."""
@@ -108,7 +116,7 @@ class KeyRepository:
             "id": uuid.uuid4(),
             "name": name,
             "secret_hash": hash_secret(secret),
-            "secret_prefix": secret[:12],
+            "secret_prefix": display_prefix(secret),
             "scopes": sorted(set(scopes)),
             "allowed_prefixes": allowed_prefixes or [],
             "allowed_regex": allowed_regex,
@@ -119,7 +127,7 @@ class KeyRepository:
         async with self.engine.begin() as conn:
             row = (await conn.execute(stmt)).first()
         if row is None:
-            raise DuplicateKeyName(f"a key named {name!r} exists already")
+            raise DuplicateKeyName(f"a key named {name!r}, or with this secret, exists already")
         return _row_to_key(row), secret
 
     async def ensure(self, name: str, secret: str, scopes: list[str]) -> ApiKey:
