@@ -119,14 +119,14 @@ async def test_concurrent_idempotent_requests_create_one_message(api, admin_head
 
 async def test_chosen_secret_and_colon_names(api, admin_headers):
     r = await api.post(
-        "/v1/keys", json={"name": "test:http", "secret": "seed-token-1"}, headers=admin_headers
+        "/v1/keys", json={"name": "test:http2", "secret": "seed-token-x1"}, headers=admin_headers
     )
     assert r.status_code == 201, r.text
     assert r.json()["prefix"] == "se"  # a short chosen secret is never listed whole
-    ok = await api.get("/v1/messages", headers={"X-API-Key": "seed-token-1"})
+    ok = await api.get("/v1/messages", headers={"X-API-Key": "seed-token-x1"})
     assert ok.status_code == 200
     again = await api.post(
-        "/v1/keys", json={"name": "other", "secret": "seed-token-1"}, headers=admin_headers
+        "/v1/keys", json={"name": "other", "secret": "seed-token-x1"}, headers=admin_headers
     )
     assert again.status_code == 409
     short = await api.post("/v1/keys", json={"name": "x2", "secret": "abc"}, headers=admin_headers)

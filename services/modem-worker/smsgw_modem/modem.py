@@ -156,9 +156,11 @@ class Modem:
             await self.cmd("AT+COPS=3,0")  # TS 27.007 §7.3: report the long alphanumeric name
 
     async def _set_cnmi(self) -> None:
-        # TS 27.005 §3.4.1: mt=1 store and indicate with +CMTI; ds=1 route status reports
-        # with +CDS; ds=2 (store, +CDSI) for modems that refuse ds=1.
-        for value in ("2,1,0,1,0", "2,1,0,2,0", "1,1,0,1,0", "1,1,0,2,0"):
+        # TS 27.005 §3.4.1: mt=1 store and indicate with +CMTI; ds=2 store status reports and
+        # indicate them with +CDSI. Stored reports survive a worker restart (the sweep finds
+        # them); ds=1 (+CDS routed straight to the TE) loses any report that arrives while
+        # nobody listens, so it is only the fallback for modems that refuse ds=2.
+        for value in ("2,1,0,2,0", "1,1,0,2,0", "2,1,0,1,0", "1,1,0,1,0"):
             try:
                 await self.cmd(f"AT+CNMI={value}")
                 return
