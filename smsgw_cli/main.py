@@ -18,6 +18,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def cmd_api(args: argparse.Namespace) -> None:
     import uvicorn
+
     from smsgw_api.app import create_app
     from smsgw_shared.observability import setup_logging
 

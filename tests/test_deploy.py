@@ -14,9 +14,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _sources() -> str:
-    return "\n".join(
-        p.read_text() for p in ROOT.glob("services/*/smsgw_*/**/*.py")
-    ) + "\n".join(p.read_text() for p in ROOT.glob("shared/smsgw_shared/**/*.py"))
+    return "\n".join(p.read_text() for p in ROOT.glob("services/*/smsgw_*/**/*.py")) + "\n".join(
+        p.read_text() for p in ROOT.glob("shared/smsgw_shared/**/*.py")
+    )
 
 
 def test_dashboard_queries_name_metrics_that_exist():
@@ -29,7 +29,7 @@ def test_dashboard_queries_name_metrics_that_exist():
     assert names
     for name in names:
         base = re.sub(r"_(total|bucket|count|sum)$", "", name)
-        assert f"\"{base}\"" in src or f"\"{name}\"" in src, f"{name}: no service exports it"
+        assert f'"{base}"' in src or f'"{name}"' in src, f"{name}: no service exports it"
 
 
 def test_compose_builds_existing_dockerfiles_and_configs():
@@ -40,8 +40,9 @@ def test_compose_builds_existing_dockerfiles_and_configs():
             assert (ROOT / build["dockerfile"]).exists(), name
     cfg = load_settings(ROOT / "config/docker.toml")
     prom = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
-    targets = {t for job in prom["scrape_configs"] for sc in job["static_configs"]
-               for t in sc["targets"]}
+    targets = {
+        t for job in prom["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]
+    }
     defaults = Settings()
     assert f"api:{cfg.api.port}" in targets
     assert f"inbound:{defaults.inbound.metrics_port}" in targets

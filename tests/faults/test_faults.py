@@ -56,22 +56,33 @@ async def test_modem_worker_killed_mid_send(stack: Stack, client: httpx.AsyncCli
 
 
 async def test_broker_drops_every_connection(stack: Stack, client: httpx.AsyncClient):
-    before = await _send(client, [f"+7921200{i:04d}" for i in range(5)]
-                         + [f"+7916200{i:04d}" for i in range(5)], "drop-a")
+    before = await _send(
+        client,
+        [f"+7921200{i:04d}" for i in range(5)] + [f"+7916200{i:04d}" for i in range(5)],
+        "drop-a",
+    )
     await asyncio.to_thread(
         subprocess.run,
         ["rabbitmqctl", "close_all_connections", "fault test"],
-        check=True, capture_output=True, timeout=60,
+        check=True,
+        capture_output=True,
+        timeout=60,
     )
-    after = await _send(client, [f"+7921201{i:04d}" for i in range(5)]
-                        + [f"+7916201{i:04d}" for i in range(5)], "drop-b")
+    after = await _send(
+        client,
+        [f"+7921201{i:04d}" for i in range(5)] + [f"+7916201{i:04d}" for i in range(5)],
+        "drop-b",
+    )
     await _all_delivered(client, before | after, timeout=60)
 
 
 async def test_inbound_restarted(stack: Stack, client: httpx.AsyncClient):
     stack.stop("inbound")
-    ids = await _send(client, [f"+7921300{i:04d}" for i in range(5)]
-                      + [f"+7916300{i:04d}" for i in range(5)], "inbound-down")
+    ids = await _send(
+        client,
+        [f"+7921300{i:04d}" for i in range(5)] + [f"+7916300{i:04d}" for i in range(5)],
+        "inbound-down",
+    )
     await asyncio.sleep(2)  # workers send and report while nobody projects
     stack.start("inbound", "inbound")
     await _all_delivered(client, ids, timeout=60)

@@ -89,7 +89,7 @@ async def test_outcomes_retry_poison_permanent(amqp: AmqpConnection):
     hooked: list[str] = []
 
     async def on_dead(body: bytes, reason: str) -> None:
-        hooked.append(reason.split(":")[0])
+        hooked.append(reason.split(":", maxsplit=1)[0])
 
     consumer = Consumer(amqp, queue, SendJob, handler, max_attempts=3, on_dead_letter=on_dead)
     await consumer.start()

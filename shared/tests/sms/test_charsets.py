@@ -1,6 +1,7 @@
 """Input charsets and Russian transliteration."""
 
 import pytest
+
 from smsgw_shared.sms import gsm7
 from smsgw_shared.sms.charsets import decode_text, normalize_charset, transliterate_ru
 from smsgw_shared.sms.errors import CharsetError

@@ -1,6 +1,7 @@
 """Automatic and forced encoding, smart substitution."""
 
 import pytest
+
 from smsgw_shared.sms import gsm7
 from smsgw_shared.sms.encoding import (
     SUBSTITUTIONS,

@@ -7,6 +7,8 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from smspdudecoder.fields import SMSSubmit
+
 from smsgw_shared.sms.errors import PduError, TooManyPartsError
 from smsgw_shared.sms.pdu import build_binary_submit_pdus, build_submit_pdus
 from smsgw_shared.sms.pdu_decode import decode_submit
@@ -22,7 +24,6 @@ from smsgw_shared.sms.pdu_fields import (
     validity_seconds,
 )
 from smsgw_shared.sms.udh import ConcatInfo
-from smspdudecoder.fields import SMSSubmit
 
 
 def independent(hex_pdu: str) -> dict[str, Any]:

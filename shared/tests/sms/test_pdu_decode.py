@@ -6,6 +6,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from smsgw_shared.sms.encoding import Encoding
 from smsgw_shared.sms.errors import PduError, SmsError, UdhError
 from smsgw_shared.sms.pdu import build_deliver_pdus, build_status_report_pdu, build_submit_pdus

@@ -1,6 +1,7 @@
 """E.164 normalisation and sender validation."""
 
 import pytest
+
 from smsgw_shared.sms.errors import InvalidNumberError, InvalidSenderError
 from smsgw_shared.sms.phone import is_alphanumeric_sender, normalize_number, validate_sender
 

@@ -3,6 +3,7 @@
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from smsgw_shared.sms import gsm7, ucs2
 from smsgw_shared.sms.encoding import Encoding
 from smsgw_shared.sms.errors import SmsError, TooManyPartsError

@@ -3,6 +3,7 @@
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from smsgw_shared.sms import ucs2
 from smsgw_shared.sms.errors import EncodingError
 

@@ -3,6 +3,7 @@
 import threading
 
 import pytest
+
 from smsgw_shared.sms.errors import PduError, UdhError
 from smsgw_shared.sms.udh import (
     ConcatInfo,
