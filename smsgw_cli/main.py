@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -24,10 +25,31 @@ def cmd_api(args: argparse.Namespace) -> None:
 
     s = _settings(args)
     setup_logging("api", s.log_level, s.log_format)
+    host = args.host or s.api.host
+    port = args.port if args.port is not None else s.api.port
+    if s.api.workers == 1:
+        uvicorn.run(
+            create_app(s),
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=10,
+        )
+        return
+    # Several processes: each builds the app from SMSGW_CONFIG + env; metrics are merged
+    # through prometheus_client's multiprocess directory.
+    import tempfile
+
+    if args.config:
+        os.environ["SMSGW_CONFIG"] = args.config
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="smsgw-metrics-"))
     uvicorn.run(
-        create_app(s),
-        host=args.host or s.api.host,
-        port=args.port if args.port is not None else s.api.port,
+        "smsgw_api.app:app_from_env",
+        factory=True,
+        workers=s.api.workers,
+        host=host,
+        port=port,
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,

@@ -146,6 +146,7 @@ def check_route(v: str) -> str:
 class ApiConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, gt=0, lt=65536)
+    workers: int = Field(1, ge=1, le=64)  # API processes (metrics merged across them)
     max_recipients: int = Field(1000, ge=1)
     max_body_bytes: int = Field(1_048_576, ge=1024)
     max_parts: int = Field(10, ge=1, le=255)

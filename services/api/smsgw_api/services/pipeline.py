@@ -96,7 +96,7 @@ class GroupCommitter:
 class JobDispatcher:
     """Publishes committed jobs with pipelined confirms and clears them from the outbox."""
 
-    def __init__(self, repo: MessageRepository, publisher: Publisher, chunk: int = 500) -> None:
+    def __init__(self, repo: MessageRepository, publisher: Publisher, chunk: int = 100) -> None:
         self.repo = repo
         self.publisher = publisher
         self.chunk = chunk
