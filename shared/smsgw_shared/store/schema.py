@@ -203,7 +203,23 @@ inbound_parts = Table(
     Column("encoding", String(8), nullable=False),
     Column("event_id", String(64), nullable=False, unique=True),
     _ts("received_at", False, True),
-    UniqueConstraint("route", "sender", "ref", "total", "seq", name="uq_inbound_parts_slot"),
+    # Set once assembled; assembled parts are kept a while to recognise late duplicates.
+    Column("message_id", Uuid, nullable=True),
+    Index(
+        "uq_inbound_parts_open_slot",
+        "route",
+        "sender",
+        "recipient",
+        "ref_bits",
+        "ref",
+        "total",
+        "seq",
+        unique=True,
+        postgresql_where=text("message_id IS NULL"),
+        postgresql_nulls_not_distinct=True,
+    ),
+    Index("ix_inbound_parts_open", "received_at", postgresql_where=text("message_id IS NULL")),
+    Index("ix_inbound_parts_message", "message_id"),
 )
 
 idempotency_keys = Table(
@@ -233,6 +249,7 @@ webhooks = Table(
     Column("active", Boolean, nullable=False, server_default="true"),
     Column("description", Text, nullable=True),
     _ts("created_at", False, True),
+    _ts("secrets_rotated_at"),  # the previous secret stays valid 24 h after a rotation
 )
 
 webhook_deliveries = Table(
@@ -285,6 +302,8 @@ event_log = Table(
     Column("api_key_id", Uuid, nullable=True),
     Column("payload", JSONB, nullable=False),
     _ts("created_at", False, True),
+    Index("ix_event_log_message", "message_id"),
+    Index("ix_event_log_created", "created_at"),
 )
 
 route_state = Table(
