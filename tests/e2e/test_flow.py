@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+import httpx
+
 from tests.conftest import wait_status
 
 
@@ -58,3 +60,25 @@ async def test_routes_show_live_state(stack, client):
         raise AssertionError((await client.get("/v1/routes")).json())
     assert {m["id"] for m in body["modems"]} == {"m1", "m2"}
     assert body["modems"][0]["signal_dbm"] is not None
+
+
+async def test_balance_and_ussd_through_the_modem_worker(stack, client):
+    r = await client.get("/v1/modems/m1/balance")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["ok"] and body["text"]
+    r = await client.post("/v1/modems/m2/ussd", json={"code": "*100#"})
+    assert r.status_code == 200 and r.json()["text"]
+
+
+async def test_incoming_sms_reaches_the_api(stack, client):
+    async with httpx.AsyncClient(base_url=stack.modem_control) as c:
+        r = await c.post("/modems/1/inject", json={"from": "+79215550000", "text": "Привет " * 30})
+        assert r.status_code in (200, 201), r.text
+    for _ in range(100):
+        r = await client.get("/v1/inbound", params={"sender": "+79215550000"})
+        if r.status_code == 200 and r.json()["data"]:
+            break
+        await asyncio.sleep(0.2)
+    [msg] = r.json()["data"]
+    assert msg["text"] == "Привет " * 30 and msg["complete"]

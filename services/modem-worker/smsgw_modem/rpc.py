@@ -41,7 +41,9 @@ class UssdService:
         """Answer one ModemRequest with a ModemReply on its reply queue."""
         reply = await self.answer(request)
         metrics().ussd.labels(self.config.id, str(reply.ok).lower()).inc()
-        await self._events.reply(request.reply_to, reply)
+        # The AMQP reply_to is the real address: RabbitMQ rewrites `amq.rabbitmq.reply-to`
+        # into the caller's channel-specific name there, not inside our JSON payload.
+        await self._events.reply(info.reply_to or request.reply_to, reply)
 
     async def answer(self, request: ModemRequest) -> ModemReply:
         """Run the request and build the reply (errors become `ok=False`)."""

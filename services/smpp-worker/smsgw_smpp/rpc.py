@@ -53,16 +53,12 @@ class SmppQueryReply(Payload):
 
 def rpc_queue(topology: Topology, bind_id: str) -> str:
     """The request queue of one bind."""
-    return f"{topology.ns}.rpc.smpp.{bind_id}"
+    return rpc_queue_spec(topology, bind_id).name
 
 
 def rpc_queue_spec(topology: Topology, bind_id: str) -> QueueSpec:
     """Quorum queue; requests expire after 2 min (the caller has given up by then)."""
-    return QueueSpec(
-        rpc_queue(topology, bind_id),
-        {"x-queue-type": "quorum", "x-message-ttl": 120_000},
-        ((topology.rpc_exchange, f"smpp.{bind_id}"),),
-    )
+    return topology.smpp_rpc_queues(bind_id)[0]
 
 
 def parse_smpp_time(value: str) -> datetime | None:
@@ -131,7 +127,9 @@ class QueryResponder:
                 provider_id=req.provider_id,
                 error=str(exc) or type(exc).__name__,
             )
-        out = Outgoing("", req.reply_to, reply, correlation_id=req.request_id, persistent=False)
+        # The AMQP reply_to wins: RabbitMQ rewrites direct reply-to there, not in our JSON.
+        reply_to = info.reply_to or req.reply_to
+        out = Outgoing("", reply_to, reply, correlation_id=req.request_id, persistent=False)
         try:
             await self.publisher.publish(out)
         except PublishError as exc:

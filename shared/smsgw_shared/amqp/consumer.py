@@ -116,6 +116,8 @@ class Consumer(Generic[P]):
             max_attempts=self._max_attempts,
             redelivered=bool(message.redelivered),
             message_id=message.message_id,
+            reply_to=message.reply_to,
+            correlation_id=message.correlation_id,
         )
         try:
             payload = self._payload_type.from_bytes(message.body)

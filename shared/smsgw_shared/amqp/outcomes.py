@@ -45,6 +45,8 @@ class DeliveryInfo:
     max_attempts: int
     redelivered: bool  # the broker delivered it before (a consumer died holding it)
     message_id: str | None = None
+    reply_to: str | None = None  # for request/reply: where the answer goes
+    correlation_id: str | None = None
 
     @property
     def last_attempt(self) -> bool:

@@ -160,6 +160,16 @@ class Topology:
             )
         ]
 
+    def smpp_rpc_queues(self, bind_id: str) -> list[QueueSpec]:
+        """The request queue of one SMPP bind (query_sm), like a modem's."""
+        return [
+            QueueSpec(
+                f"{self.ns}.rpc.smpp.{bind_id}",
+                {"x-queue-type": "quorum", "x-message-ttl": 120_000},
+                ((self.rpc_exchange, f"smpp.{bind_id}"),),
+            )
+        ]
+
     @staticmethod
     def status_key(state: str) -> str:
         return f"status.{state}"
@@ -174,11 +184,15 @@ class Topology:
     def heartbeat_key(route: str) -> str:
         return "heartbeat." + route.replace(":", ".")
 
-    def all_queue_names(self, routes: list[str], modem_ids: list[str]) -> list[str]:
-        """Every queue this namespace may hold (used by tests to clean up)."""
+    def all_queue_names(
+        self, routes: list[str], modem_ids: list[str], bind_ids: list[str] | None = None
+    ) -> list[str]:
+        """Every queue this namespace may hold (used by tests and benches to clean up)."""
         specs = self.inbound_queues()
         for r in routes:
             specs += self.job_queues(r)
         for m in modem_ids:
             specs += self.rpc_queues(m)
+        for b in bind_ids or []:
+            specs += self.smpp_rpc_queues(b)
         return [s.name for s in specs]

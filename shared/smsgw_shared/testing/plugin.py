@@ -100,7 +100,15 @@ async def delete_namespace(conn: AmqpConnection, settings: Settings) -> None:
     routes += [f"modem:{m.id}" for m in settings.modems]
     routes += [f"smpp:{b.id}" for b in settings.smpp.binds]
     routes += [f"modem:m{i}" for i in range(1, 9)] + [f"smpp:b{i}" for i in range(1, 5)]
-    names = set(topo.all_queue_names(routes, [f"m{i}" for i in range(1, 9)]))
+    binds = [b.id for b in settings.smpp.binds] + [f"b{i}" for i in range(1, 5)]
+    modems = [m.id for m in settings.modems] + [f"m{i}" for i in range(1, 9)]
+    names: set[str] = set()
+    # Other processes of the test (a stack started from a config file) may use other retry
+    # tiers than this fixture's settings: delete the common ones too (deleting a queue that
+    # does not exist is a no-op for RabbitMQ).
+    for tiers in (settings.workers.retry_delays, [0.2, 0.5, 1.0, 2.0], [5.0, 30.0, 120.0, 600.0]):
+        t = Topology(topo.ns, tiers)
+        names |= set(t.all_queue_names(routes, modems, binds))
     names |= conn.declared_names
     exchanges = {n for n, _ in topo.exchanges()}
     ch = await conn.connection.channel(publisher_confirms=False)

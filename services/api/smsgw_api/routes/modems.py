@@ -6,12 +6,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter
-from sqlalchemy import select
 
-from smsgw_api.deps import ReadKey, SendKey, StateDep
+from smsgw_api.deps import AppState, ReadKey, SendKey, StateDep
 from smsgw_api.schemas import UssdRequest
 from smsgw_shared.messages import ModemReply
-from smsgw_shared.store.schema import route_state
+from smsgw_shared.store.repos.route_state import RouteStateRepository
 
 router = APIRouter(tags=["routes"])
 
@@ -44,11 +43,9 @@ async def balance(modem_id: str, _: ReadKey, state: StateDep) -> dict[str, Any]:
     return _reply_view(reply)
 
 
-async def live_states(state: Any) -> dict[str, dict[str, Any]]:
+async def live_states(state: AppState) -> dict[str, dict[str, Any]]:
     """route → latest heartbeat row."""
-    async with state.engine.connect() as conn:
-        rows = await conn.execute(select(route_state))
-        return {r.route: dict(r._mapping) for r in rows}
+    return {r["route"]: r for r in await RouteStateRepository(state.engine).all()}
 
 
 @router.get("/v1/routes", summary="Modems and binds with their live state")
