@@ -114,7 +114,7 @@ async def run_case(modems: int, jobs: int, latency: float, route: str) -> tuple[
             ready.add(message.routing_key or "")
 
     await hb_queue.consume(on_beat, no_ack=True)
-    while len(ready) < modems:  # noqa: ASYNC110 - polling a set filled by a consumer
+    while len(ready) < modems:
         await asyncio.sleep(0.05)
     publisher = Publisher(amqp)
     items = [

@@ -15,10 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
 from smsgw_api.deps import ReadKey, StateDep
 from smsgw_api.problems import Problem
 from smsgw_api.routes.messages import decode_cursor, encode_cursor
-from smsgw_inbound.urlguard import UrlRefused, check_url
 from smsgw_shared.config import check_route
 from smsgw_shared.store.repos.keys import ApiKey
 from smsgw_shared.store.repos.webhooks import WebhookRepository
+from smsgw_shared.urlguard import UrlRefused, check_url
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 

@@ -1,0 +1,187 @@
+"""The inbound service: consumers, periodic sweeps, the webhook dispatcher, health."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from smsgw_inbound import metrics
+from smsgw_inbound.batcher import Batcher
+from smsgw_inbound.dispatcher import Dispatcher
+from smsgw_inbound.expiry import Expirer
+from smsgw_inbound.heartbeats import HeartbeatHandler
+from smsgw_inbound.projection import APPLIED, DUPLICATE, PARKED, Projector
+from smsgw_inbound.received import Receiver
+from smsgw_shared.amqp import AmqpConnection, Consumer, DeliveryInfo, PermanentFailure, Topology
+from smsgw_shared.config import Settings
+from smsgw_shared.messages import Heartbeat, InboundPart, StatusEvent
+from smsgw_shared.observability import HealthServer
+from smsgw_shared.store.db import make_engine
+from smsgw_shared.store.repos.projection import ProjectionRepository
+from smsgw_shared.store.repos.webhooks import WebhookRepository
+
+log = logging.getLogger(__name__)
+
+GAUGE_INTERVAL = 5.0
+
+
+class StatusHandler:
+    """Consumer handler of `status_queue`: hands events to the batcher, acks after commit."""
+
+    def __init__(self, projector: Projector, batch_size: int) -> None:
+        self.batcher: Batcher[StatusEvent, str] = Batcher(
+            projector.apply_batch, max_size=batch_size, name="projection"
+        )
+
+    async def handle(self, event: StatusEvent, info: DeliveryInfo) -> None:
+        """Return (ack) once the store has the event; unknown messages go to the DLQ."""
+        result = await self.batcher.submit(event)
+        if result not in (APPLIED, DUPLICATE, PARKED):
+            raise PermanentFailure(f"{result}: {event.message_id}")
+
+
+async def _every(
+    interval: float, fn: Callable[[], Awaitable[object]], stop: asyncio.Event, name: str
+) -> None:
+    """Run `fn` every `interval` seconds until `stop` (errors are logged, never fatal)."""
+    while not stop.is_set():
+        try:
+            await fn()
+        except Exception as exc:
+            log.warning("%s failed: %r", name, exc)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
+
+
+async def _drain(fn: Callable[[], Awaitable[int]], rounds: int = 20) -> None:
+    """Call a bounded sweep until it has nothing left to do (at most `rounds` times)."""
+    for _ in range(rounds):
+        if await fn() == 0:
+            return
+
+
+def _ready_checks(
+    amqp: AmqpConnection, engine: AsyncEngine
+) -> dict[str, Callable[[], Awaitable[bool]]]:
+    async def broker() -> bool:
+        return amqp.is_connected
+
+    async def store() -> bool:
+        async with asyncio.timeout(3), engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        return True
+
+    return {"broker": broker, "store": store}
+
+
+async def run(settings: Settings, stop: asyncio.Event, metrics_port: int | None = None) -> None:
+    """Run the inbound service until `stop` is set, then stop gracefully."""
+    cfg = settings.inbound
+    engine = make_engine(settings.database_url, pool_size=10, max_overflow=10)
+    topology = Topology(settings.namespace, settings.workers.retry_delays)
+    amqp = AmqpConnection(settings.amqp_url, topology, name="smsgw-inbound")
+    health = HealthServer(
+        "0.0.0.0",
+        cfg.metrics_port if metrics_port is None else metrics_port,
+        _ready_checks(amqp, engine),
+    )
+    port = await health.start()
+    log.info("health and metrics on port %d", port)
+
+    projector = Projector(engine, cfg.report_match_window)
+    status = StatusHandler(projector, cfg.batch_size)
+    receiver = Receiver(engine, cfg.reassembly_timeout)
+    expirer = Expirer(engine, cfg.expiry_grace)
+    dispatcher = Dispatcher(WebhookRepository(engine), settings.webhooks)
+    consumers: list[Consumer[StatusEvent] | Consumer[InboundPart] | Consumer[Heartbeat]] = []
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        await amqp.connect()
+        await amqp.declare(topology.inbound_queues())
+        status.batcher.start()
+        max_attempts = settings.workers.max_attempts
+        consumers = [
+            Consumer(
+                amqp,
+                topology.status_queue,
+                StatusEvent,
+                status.handle,
+                # Twice the batch: the next batch fills while the previous one commits.
+                prefetch=2 * cfg.batch_size,
+                max_attempts=max_attempts,
+            ),
+            Consumer(
+                amqp,
+                topology.received_queue,
+                InboundPart,
+                receiver.handle,
+                prefetch=32,
+                max_attempts=max_attempts,
+            ),
+            Consumer(
+                amqp,
+                topology.heartbeat_queue,
+                Heartbeat,
+                HeartbeatHandler(engine).handle,
+                prefetch=32,
+                max_attempts=max_attempts,
+            ),
+        ]
+        for c in consumers:
+            await c.start()
+        tasks = _periodic(cfg.expiry_interval, expirer, receiver, dispatcher, engine, stop)
+        log.info("inbound service running", extra={"namespace": settings.namespace})
+        await stop.wait()
+    finally:
+        stop.set()
+        await _shutdown(consumers, tasks, status, amqp, health, engine)
+
+
+def _periodic(
+    interval: float,
+    expirer: Expirer,
+    receiver: Receiver,
+    dispatcher: Dispatcher,
+    engine: AsyncEngine,
+    stop: asyncio.Event,
+) -> list[asyncio.Task[None]]:
+    projection = ProjectionRepository(engine)
+    webhooks = WebhookRepository(engine)
+
+    async def gauges() -> None:
+        metrics.PENDING_REPORTS.set(await projection.pending_count())
+        metrics.WEBHOOK_BACKLOG.set(await webhooks.backlog())
+        await receiver.housekeeping()
+
+    return [
+        asyncio.create_task(_every(interval, lambda: _drain(expirer.sweep), stop, "expiry")),
+        asyncio.create_task(_every(interval, lambda: _drain(receiver.sweep), stop, "reassembly")),
+        asyncio.create_task(_every(GAUGE_INTERVAL, gauges, stop, "gauges")),
+        asyncio.create_task(dispatcher.run(stop), name="webhooks"),
+    ]
+
+
+async def _shutdown(
+    consumers: Sequence[Consumer[StatusEvent] | Consumer[InboundPart] | Consumer[Heartbeat]],
+    tasks: Sequence[asyncio.Task[None]],
+    status: StatusHandler,
+    amqp: AmqpConnection,
+    health: HealthServer,
+    engine: AsyncEngine,
+) -> None:
+    # Consumers first: they finish the messages in hand (the batcher still runs for them).
+    await asyncio.gather(*(c.stop(timeout=15) for c in consumers), return_exceptions=True)
+    await status.batcher.stop()
+    if tasks:
+        await asyncio.wait(tasks, timeout=30)
+    for t in tasks:
+        t.cancel()
+    with contextlib.suppress(Exception):
+        await amqp.close()
+    await health.stop()
+    await engine.dispose()

@@ -1,0 +1,135 @@
+"""The log of client-visible events: written by the inbound service, read by the streams."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, case, false, func, or_, select, true
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from smsgw_shared.store.schema import event_log
+
+
+@dataclass(frozen=True)
+class StreamFilter:
+    """What a stream client asked for and may see.
+
+    `types` holds event types (`message.status`) or status subtypes
+    (`message.status.delivered`); `routes` exact routes or pools (`modem:*`). A viewer that
+    is not admin sees its own messages' status events and received messages only.
+    """
+
+    types: tuple[str, ...] = ()
+    routes: tuple[str, ...] = ()
+    viewer_id: uuid.UUID | None = None
+    admin: bool = True
+
+
+@dataclass(frozen=True)
+class LoggedEvent:
+    """One stored event; `payload` is None when the stream's filter excludes it."""
+
+    id: int
+    event_id: str
+    type: str
+    payload: dict[str, Any] | None
+
+
+def _type_cond(t: str) -> ColumnElement[bool]:
+    base, _, sub = t.partition(".status.")
+    if sub and base == "message":
+        return and_(
+            event_log.c.type == "message.status",
+            event_log.c.payload["data"]["status"].astext == sub,
+        )
+    return event_log.c.type == t
+
+
+def _route_cond(r: str) -> ColumnElement[bool]:
+    if r.endswith(":*"):
+        return event_log.c.route.startswith(r[:-1], autoescape=True)
+    return event_log.c.route == r
+
+
+def filter_condition(flt: StreamFilter) -> ColumnElement[bool]:
+    """The SQL condition of a stream filter."""
+    conds: list[ColumnElement[bool]] = []
+    if flt.types:
+        conds.append(or_(*[_type_cond(t) for t in flt.types]))
+    if flt.routes:
+        conds.append(or_(*[_route_cond(r) for r in flt.routes]))
+    if not flt.admin:
+        own = (
+            and_(event_log.c.type == "message.status", event_log.c.api_key_id == flt.viewer_id)
+            if flt.viewer_id is not None
+            else false()
+        )
+        conds.append(or_(own, event_log.c.type == "message.received"))
+    return and_(true(), *conds)
+
+
+class EventLogRepository:
+    """All SQL about `event_log`."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    @staticmethod
+    async def append(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> set[str]:
+        """Insert events (an event id already logged is skipped); returns the new ids."""
+        if not rows:
+            return set()
+        res = await conn.execute(
+            pg_insert(event_log)
+            .on_conflict_do_nothing(index_elements=[event_log.c.event_id])
+            .returning(event_log.c.event_id),
+            list(rows),
+        )
+        return {r[0] for r in res}
+
+    async def read_after(
+        self, after: int, flt: StreamFilter, limit: int = 500
+    ) -> list[LoggedEvent]:
+        """Every event with id > `after` in id order (so the caller sees gaps), with the
+        payload only for those the filter lets through."""
+        stmt = (
+            select(
+                event_log.c.id,
+                event_log.c.event_id,
+                event_log.c.type,
+                case((filter_condition(flt), event_log.c.payload), else_=None).label("payload"),
+            )
+            .where(event_log.c.id > after)
+            .order_by(event_log.c.id)
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            return [
+                LoggedEvent(r.id, r.event_id, r.type, r.payload) for r in await conn.execute(stmt)
+            ]
+
+    async def last_id(self) -> int:
+        """The highest event id (0 when the log is empty)."""
+        async with self.engine.connect() as conn:
+            return int(
+                (
+                    await conn.execute(select(func.coalesce(func.max(event_log.c.id), 0)))
+                ).scalar_one()
+            )
+
+    async def id_before(self, ts: datetime) -> int:
+        """The id to resume after so that events created at or after `ts` are replayed."""
+        async with self.engine.connect() as conn:
+            first = (
+                await conn.execute(
+                    select(func.min(event_log.c.id)).where(event_log.c.created_at >= ts)
+                )
+            ).scalar_one_or_none()
+        if first is None:
+            return await self.last_id()
+        return int(first) - 1

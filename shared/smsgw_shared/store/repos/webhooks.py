@@ -1,0 +1,397 @@
+"""Webhook subscriptions, their deliveries and every delivery attempt."""
+
+from __future__ import annotations
+
+import base64
+import secrets as _secrets
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Text, Uuid, all_, and_, any_, bindparam, func, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from smsgw_shared.store.schema import api_keys, webhook_attempts, webhook_deliveries, webhooks
+
+SECRET_PREFIX = "whsec_"
+
+
+def new_webhook_secret() -> str:
+    """A Standard Webhooks secret: `whsec_` + base64 of 32 random bytes."""
+    return SECRET_PREFIX + base64.b64encode(_secrets.token_bytes(32)).decode()
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """An active subscription as the projection matches it against events."""
+
+    id: uuid.UUID
+    url: str
+    events: tuple[str, ...]
+    routes: tuple[str, ...] = ()
+    numbers: tuple[str, ...] = ()
+    owner_id: uuid.UUID | None = None
+    owner_admin: bool = True
+
+
+@dataclass(frozen=True)
+class NewDelivery:
+    """A delivery to enqueue (webhook_id None: a message's own status_callback)."""
+
+    webhook_id: uuid.UUID | None
+    url: str
+    event_id: str
+    event_type: str
+    payload: str
+
+
+@dataclass(frozen=True)
+class ClaimedDelivery:
+    """A due delivery this process now owns until its lease runs out."""
+
+    id: uuid.UUID
+    webhook_id: uuid.UUID | None
+    url: str
+    event_id: str
+    event_type: str
+    payload: str
+    attempts: int
+    secrets: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    """The outcome of one HTTP attempt, to record."""
+
+    delivery_id: uuid.UUID
+    status: str  # pending (retry later), succeeded, dead
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+    attempted_at: datetime
+    next_attempt_at: datetime | None = None
+
+
+def _public(row: Any) -> dict[str, Any]:
+    m = row._mapping
+    return {k: v for k, v in m.items() if k != "secrets"}
+
+
+class WebhookRepository:
+    """All SQL about webhooks."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    # -- subscriptions ------------------------------------------------------------------
+    async def create(
+        self,
+        *,
+        url: str,
+        events: Sequence[str],
+        routes: Sequence[str] = (),
+        numbers: Sequence[str] = (),
+        description: str | None = None,
+        api_key_id: uuid.UUID | None = None,
+    ) -> tuple[dict[str, Any], str]:
+        """Store a subscription; returns its public row and its (only shown once) secret."""
+        secret = new_webhook_secret()
+        values = {
+            "id": uuid.uuid4(),
+            "api_key_id": api_key_id,
+            "url": url,
+            "events": list(events),
+            "routes": list(routes),
+            "numbers": list(numbers),
+            "secrets": [secret],
+            "description": description,
+        }
+        async with self.engine.begin() as conn:
+            row = (await conn.execute(insert(webhooks).values(values).returning(webhooks))).one()
+        return _public(row), secret
+
+    async def list_active(self, owner_id: uuid.UUID | None) -> list[dict[str, Any]]:
+        """Active subscriptions (of one owner, or all when `owner_id` is None)."""
+        stmt = select(webhooks).where(webhooks.c.active).order_by(webhooks.c.created_at)
+        if owner_id is not None:
+            stmt = stmt.where(webhooks.c.api_key_id == owner_id)
+        async with self.engine.connect() as conn:
+            return [_public(r) for r in await conn.execute(stmt)]
+
+    async def get(self, webhook_id: uuid.UUID) -> dict[str, Any] | None:
+        """One active subscription."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(webhooks).where(webhooks.c.id == webhook_id, webhooks.c.active)
+                )
+            ).first()
+        return _public(row) if row is not None else None
+
+    async def deactivate(self, webhook_id: uuid.UUID) -> bool:
+        """Delete a subscription (kept inactive, with its delivery log); its pending
+        deliveries are given up."""
+        async with self.engine.begin() as conn:
+            res = await conn.execute(
+                update(webhooks)
+                .where(webhooks.c.id == webhook_id, webhooks.c.active)
+                .values(active=False)
+                .returning(webhooks.c.id)
+            )
+            if res.first() is None:
+                return False
+            await conn.execute(
+                update(webhook_deliveries)
+                .where(
+                    webhook_deliveries.c.webhook_id == webhook_id,
+                    webhook_deliveries.c.status == "pending",
+                )
+                .values(status="dead", last_error="webhook deleted", updated_at=func.now())
+            )
+            return True
+
+    async def rotate(self, webhook_id: uuid.UUID) -> str | None:
+        """A new secret; the current one keeps signing as the previous until the next rotate
+        (or its TTL); older ones are dropped."""
+        secret = new_webhook_secret()
+        async with self.engine.begin() as conn:
+            current = (
+                await conn.execute(
+                    select(webhooks.c.secrets)
+                    .where(webhooks.c.id == webhook_id, webhooks.c.active)
+                    .with_for_update()
+                )
+            ).scalar_one_or_none()
+            if current is None:
+                return None
+            await conn.execute(
+                update(webhooks)
+                .where(webhooks.c.id == webhook_id)
+                .values(secrets=[secret, *current[:1]], secrets_rotated_at=func.now())
+            )
+            return secret
+
+    @staticmethod
+    async def active_subscriptions(conn: AsyncConnection) -> list[Subscription]:
+        """Every active subscription with its owner's admin flag (revoked owners: none)."""
+        rows = await conn.execute(
+            select(
+                webhooks.c.id,
+                webhooks.c.url,
+                webhooks.c.events,
+                webhooks.c.routes,
+                webhooks.c.numbers,
+                webhooks.c.api_key_id,
+                api_keys.c.scopes,
+                api_keys.c.revoked_at,
+            )
+            .select_from(webhooks.outerjoin(api_keys, api_keys.c.id == webhooks.c.api_key_id))
+            .where(webhooks.c.active)
+        )
+        out = []
+        for r in rows:
+            if r.api_key_id is not None and (r.scopes is None or r.revoked_at is not None):
+                continue
+            out.append(
+                Subscription(
+                    id=r.id,
+                    url=r.url,
+                    events=tuple(r.events),
+                    routes=tuple(r.routes or ()),
+                    numbers=tuple(r.numbers or ()),
+                    owner_id=r.api_key_id,
+                    owner_admin=r.api_key_id is None or "admin" in (r.scopes or ()),
+                )
+            )
+        return out
+
+    # -- deliveries ---------------------------------------------------------------------
+    @staticmethod
+    async def enqueue(conn: AsyncConnection, items: Sequence[NewDelivery]) -> int:
+        """Add deliveries (a delivery already enqueued for this event is kept as is)."""
+        if not items:
+            return 0
+        rows = [
+            {
+                "id": uuid.uuid4(),
+                "webhook_id": d.webhook_id,
+                "url": d.url,
+                "event_id": d.event_id,
+                "event_type": d.event_type,
+                "payload": d.payload,
+                "status": "pending",
+            }
+            for d in items
+        ]
+        await conn.execute(pg_insert(webhook_deliveries).on_conflict_do_nothing(), rows)
+        return len(rows)
+
+    async def claim(
+        self,
+        limit: int,
+        room: Mapping[str, int],
+        default_room: int,
+        lease: float,
+        previous_secret_ttl: float,
+    ) -> list[ClaimedDelivery]:
+        """Take due deliveries, oldest first (SKIP LOCKED: several dispatchers may run), at
+        most `room[url]` (else `default_room`) per URL and none for URLs without room, pushing
+        their next attempt `lease` seconds ahead so a crashed dispatcher's work comes back.
+
+        The scan follows the due-index in time order and skips full URLs in the query, so a
+        dead endpoint's backlog costs the others one index step per row, never a sort."""
+        d, w = webhook_deliveries, webhooks
+        conds = [d.c.status == "pending", d.c.next_attempt_at <= func.now()]
+        full = sorted(u for u, n in room.items() if n <= 0)
+        if full:
+            conds.append(d.c.url != all_(bindparam(None, full, type_=ARRAY(Text))))
+        stmt = (
+            select(d, w.c.secrets, w.c.secrets_rotated_at)
+            .select_from(d.outerjoin(w, w.c.id == d.c.webhook_id))
+            .where(*conds)
+            .order_by(d.c.next_attempt_at)
+            .limit(limit)
+            .with_for_update(of=d, skip_locked=True)
+        )
+        async with self.engine.begin() as conn:
+            left = dict(room)
+            rows = []
+            for r in await conn.execute(stmt):
+                n = left.get(r.url, default_room)
+                if n > 0:
+                    rows.append(r)
+                    left[r.url] = n - 1
+            if not rows:
+                return []
+            now = (await conn.execute(select(func.now()))).scalar_one()
+            await conn.execute(
+                update(d)
+                .where(d.c.id == any_(bindparam(None, [r.id for r in rows], type_=ARRAY(Uuid))))
+                .values(next_attempt_at=now + timedelta(seconds=lease))
+            )
+        out = []
+        for r in rows:
+            keys: tuple[str, ...] = tuple(r.secrets or ())
+            if keys[1:] and (
+                r.secrets_rotated_at is None
+                or r.secrets_rotated_at + timedelta(seconds=previous_secret_ttl) < now
+            ):
+                keys = keys[:1]
+            out.append(
+                ClaimedDelivery(
+                    r.id, r.webhook_id, r.url, r.event_id, r.event_type, r.payload, r.attempts, keys
+                )
+            )
+        return out
+
+    async def record(self, results: Sequence[AttemptResult]) -> None:
+        """Store attempts and the deliveries' new state, in one transaction."""
+        if not results:
+            return
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                insert(webhook_attempts),
+                [
+                    {
+                        "delivery_id": r.delivery_id,
+                        "status_code": r.status_code,
+                        "error": r.error,
+                        "duration_ms": r.duration_ms,
+                        "attempted_at": r.attempted_at,
+                    }
+                    for r in results
+                ],
+            )
+            d = webhook_deliveries
+            await conn.execute(
+                update(d)
+                .where(d.c.id == bindparam("b_id"))
+                .values(
+                    status=bindparam("b_status"),
+                    attempts=d.c.attempts + 1,
+                    last_status_code=bindparam("b_code"),
+                    last_error=bindparam("b_error"),
+                    next_attempt_at=func.coalesce(
+                        bindparam("b_next", type_=d.c.next_attempt_at.type), d.c.next_attempt_at
+                    ),
+                    updated_at=func.now(),
+                ),
+                [
+                    {
+                        "b_id": r.delivery_id,
+                        "b_status": r.status,
+                        "b_code": r.status_code,
+                        "b_error": r.error,
+                        "b_next": r.next_attempt_at,
+                    }
+                    for r in results
+                ],
+            )
+
+    async def deliveries(
+        self,
+        webhook_id: uuid.UUID,
+        limit: int,
+        cursor: tuple[datetime, uuid.UUID] | None = None,
+        status: str | None = None,
+        delivery_id: uuid.UUID | None = None,
+    ) -> list[dict[str, Any]]:
+        """A subscription's deliveries, newest first, each with its attempts."""
+        d = webhook_deliveries
+        conds = [d.c.webhook_id == webhook_id]
+        if delivery_id:
+            conds.append(d.c.id == delivery_id)
+        if status:
+            conds.append(d.c.status == status)
+        if cursor:
+            ts, did = cursor
+            conds.append(or_(d.c.created_at < ts, and_(d.c.created_at == ts, d.c.id < did)))
+        async with self.engine.connect() as conn:
+            stmt = select(d).where(*conds).order_by(d.c.created_at.desc(), d.c.id.desc())
+            rows = [dict(r._mapping) for r in await conn.execute(stmt.limit(limit))]
+            await self._attach_attempts(conn, rows)
+        return rows
+
+    async def delivery(
+        self, webhook_id: uuid.UUID, delivery_id: uuid.UUID
+    ) -> dict[str, Any] | None:
+        """One delivery of a subscription, with its attempts."""
+        rows = await self.deliveries(webhook_id, 1, delivery_id=delivery_id)
+        return rows[0] if rows else None
+
+    @staticmethod
+    async def _attach_attempts(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        a = webhook_attempts
+        by_id: dict[uuid.UUID, list[dict[str, Any]]] = {r["id"]: [] for r in rows}
+        res = await conn.execute(select(a).where(a.c.delivery_id.in_(list(by_id))).order_by(a.c.id))
+        for att in res:
+            by_id[att.delivery_id].append(dict(att._mapping))
+        for r in rows:
+            r["attempts_detail"] = by_id[r["id"]]
+
+    async def redeliver(self, webhook_id: uuid.UUID, delivery_id: uuid.UUID) -> bool:
+        """Make a delivery due now (again, if it succeeded or was dead-lettered)."""
+        d = webhook_deliveries
+        async with self.engine.begin() as conn:
+            res = await conn.execute(
+                update(d)
+                .where(d.c.id == delivery_id, d.c.webhook_id == webhook_id)
+                .values(status="pending", next_attempt_at=func.now(), updated_at=func.now())
+                .returning(d.c.id)
+            )
+            return res.first() is not None
+
+    async def backlog(self) -> int:
+        """Deliveries due now and not yet made."""
+        d = webhook_deliveries
+        stmt = select(func.count()).where(
+            d.c.status == "pending", d.c.next_attempt_at <= func.now()
+        )
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(stmt)).scalar_one())
