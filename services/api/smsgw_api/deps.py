@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.requests import HTTPConnection
 
 from smsgw_api.auth import KeyCache, RateLimiter, bearer, parse_basic
 from smsgw_api.problems import Problem
@@ -61,8 +62,9 @@ UNAUTHORIZED = Problem(
 )
 
 
-async def resolve_key(request: Request, state: AppState) -> ApiKey | None:
-    """The key presented in the headers (Bearer, X-API-Key or Basic), if valid."""
+async def resolve_key(request: HTTPConnection, state: AppState) -> ApiKey | None:
+    """The key presented in the headers (Bearer, X-API-Key or Basic), if valid; works for
+    HTTP requests and WebSocket handshakes alike."""
     header = request.headers.get("authorization", "")
     if header:
         secret = bearer(header)

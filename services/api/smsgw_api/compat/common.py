@@ -10,9 +10,8 @@ import uuid
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from starlette.requests import HTTPConnection, Request
+from starlette.requests import Request
 
-from smsgw_api.auth import bearer, parse_basic
 from smsgw_api.deps import AppState, enforce_rate_limit
 from smsgw_api.problems import Problem
 from smsgw_shared.amqp import Outgoing
@@ -27,23 +26,6 @@ SENT_STATES = frozenset({"sent", "delivered", "undelivered", "partially_delivere
 FAILED_STATES = frozenset({"failed", "rejected", "canceled", "expired"})
 
 POLL_INTERVAL = 0.25  # seconds between store reads while waiting for an outcome
-
-
-async def key_from_headers(conn: HTTPConnection, state: AppState) -> ApiKey | None:
-    """The key in `Authorization` (Bearer or Basic name:secret) or `X-API-Key`, if valid."""
-    header = conn.headers.get("authorization", "")
-    if header:
-        secret = bearer(header)
-        if secret:
-            return await state.key_cache.by_secret(secret)
-        basic = parse_basic(header)
-        if basic:
-            return await state.key_cache.by_name_and_secret(*basic)
-        return None
-    api_key = conn.headers.get("x-api-key")
-    if api_key:
-        return await state.key_cache.by_secret(api_key.strip())
-    return None
 
 
 def rate_limited(state: AppState, key: ApiKey) -> Problem | None:

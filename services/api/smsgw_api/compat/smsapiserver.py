@@ -23,9 +23,9 @@ from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.requests import HTTPConnection
 
 from smsgw_api.app import STORE_ERRORS
-from smsgw_api.compat.common import key_from_headers, rate_limited
+from smsgw_api.compat.common import rate_limited
 from smsgw_api.compat.event_feed import FeedEvent, feed_for
-from smsgw_api.deps import AppState, StateDep
+from smsgw_api.deps import AppState, StateDep, resolve_key
 from smsgw_api.problems import Problem
 from smsgw_api.services.ingest import SendSpec
 from smsgw_shared.store.repos.keys import ApiKey
@@ -129,7 +129,7 @@ async def _open_key(conn: HTTPConnection, state: AppState) -> ApiKey | None:
 
 async def caller(conn: HTTPConnection, state: AppState, scope: str) -> ApiKey:
     """The caller's key (headers, `access_token`, or an open network), with `scope`."""
-    key = await key_from_headers(conn, state)
+    key = await resolve_key(conn, state)
     token = conn.query_params.get("access_token")
     if key is None and token:
         key = await state.key_cache.by_secret(token)

@@ -18,8 +18,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 
-from smsgw_api.auth import bearer, parse_basic
-from smsgw_api.deps import AppState, ReadKey, StateDep
+from smsgw_api.deps import AppState, ReadKey, StateDep, resolve_key
 from smsgw_api.problems import Problem
 from smsgw_api.routes.webhooks import EVENT_RE
 from smsgw_shared.config import check_route
@@ -176,15 +175,9 @@ async def events(
 
 async def websocket_key(ws: WebSocket, state: AppState, api_key: str | None) -> ApiKey | None:
     """The key presented by a WebSocket client: Authorization/X-API-Key header or ?api_key=."""
-    header = ws.headers.get("authorization", "")
-    if header:
-        secret = bearer(header)
-        if secret:
-            return await state.key_cache.by_secret(secret)
-        basic = parse_basic(header)
-        return await state.key_cache.by_name_and_secret(*basic) if basic else None
-    secret = ws.headers.get("x-api-key") or api_key
-    return await state.key_cache.by_secret(secret.strip()) if secret else None
+    if ws.headers.get("authorization") or ws.headers.get("x-api-key"):
+        return await resolve_key(ws, state)
+    return await state.key_cache.by_secret(api_key.strip()) if api_key else None
 
 
 def ws_frame(ev: LoggedEvent) -> str:
