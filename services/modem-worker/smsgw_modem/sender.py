@@ -16,7 +16,7 @@ from smsgw_modem.events import CancelRegistry, EventSink
 from smsgw_modem.journal import SendJournal
 from smsgw_modem.metrics import metrics
 from smsgw_shared.amqp import DeliveryInfo, PublishError, RetryLater
-from smsgw_shared.messages import PartRef, SendJob, StatusEvent
+from smsgw_shared.messages import PartRef, PayloadError, SendJob, StatusEvent
 from smsgw_shared.observability import current_message_id
 from smsgw_shared.sms import ConcatRefCounter, EncodedPdu, SmsError, build_submit_pdus
 
@@ -171,6 +171,14 @@ class JobSender:
             log.warning("send failed; will retry", extra={"modem": self.modem_id, "reason": reason})
             raise RetryLater(reason)
         await self._finish_failed(job, exc.error_code, str(exc), retryable=exc.temporary, mrs=mrs)
+
+    async def on_dead_letter(self, body: bytes, reason: str) -> None:
+        """Consumer hook: a job about to be dead-lettered gets its `failed` event first."""
+        try:
+            job = SendJob.from_bytes(body)
+        except PayloadError:
+            return  # nothing to attribute the failure to; the DLQ keeps the body
+        await self._finish_failed(job, "DEAD_LETTERED", reason[:500], retryable=False, mrs={})
 
     async def _finish_failed(
         self, job: SendJob, code: str, error: str, *, retryable: bool, mrs: dict[int, int]

@@ -101,7 +101,13 @@ class ModemUnit:
         self.sender = JobSender(self.supervisor, events, self.journal, canceled)
         self.ussd = UssdService(self.supervisor, events)
         self.own = Consumer(
-            amqp, own, SendJob, self.sender.handle_own, prefetch=1, max_attempts=self.max_attempts
+            amqp,
+            own,
+            SendJob,
+            self.sender.handle_own,
+            prefetch=1,
+            max_attempts=self.max_attempts,
+            on_dead_letter=self.sender.on_dead_letter,
         )
         self.rpc = Consumer(
             amqp,
@@ -141,6 +147,7 @@ class ModemUnit:
                         self.sender.handle_pool,
                         prefetch=1,
                         max_attempts=self.max_attempts,
+                        on_dead_letter=self.sender.on_dead_letter,
                     )
                     await consumer.start()
                     self.pools.append(consumer)

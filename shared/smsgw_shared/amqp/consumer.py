@@ -33,7 +33,7 @@ from smsgw_shared.amqp.outcomes import (
     RetryLater,
 )
 from smsgw_shared.amqp.publisher import Outgoing, Publisher, PublishError
-from smsgw_shared.amqp.topology import Topology
+from smsgw_shared.amqp.topology import DELIVERY_LIMIT, Topology
 from smsgw_shared.messages.base import Payload, PayloadError
 from smsgw_shared.observability.logging import current_message_id
 
@@ -61,6 +61,7 @@ class Consumer(Generic[P]):
         *,
         prefetch: int = 32,
         max_attempts: int = 5,
+        max_deliveries: int = DELIVERY_LIMIT - 1,
         publisher: Publisher | None = None,
         on_dead_letter: DeadLetterHook | None = None,
     ) -> None:
@@ -73,6 +74,7 @@ class Consumer(Generic[P]):
         self._max_attempts = max_attempts
         self._publisher = publisher or Publisher(amqp)
         self._on_dead_letter = on_dead_letter
+        self._max_deliveries = max_deliveries
         self._channel: AbstractRobustChannel | None = None
         self._queue: AbstractQueue | None = None
         self._tag: str | None = None
@@ -123,6 +125,13 @@ class Consumer(Generic[P]):
             payload = self._payload_type.from_bytes(message.body)
         except PayloadError as exc:
             await self._dead_letter(message, f"poison: {exc}")
+            return
+        # Quorum queues count redeliveries (a handler that crashes, a consumer that dies
+        # holding the message). Dead-letter it ourselves one short of the broker's limit, so
+        # the service's hook still records the outcome instead of a silent broker DLX.
+        deliveries = headers.get("x-delivery-count", 0)
+        if isinstance(deliveries, int) and deliveries >= self._max_deliveries:
+            await self._dead_letter(message, f"poison: delivered {deliveries + 1} times")
             return
         # Every log line written while handling carries the message id (JSON logs).
         token = current_message_id.set(getattr(payload, "message_id", None))

@@ -164,3 +164,40 @@ async def test_consumer_survives_broker_dropping_connections(amqp: AmqpConnectio
 
 async def _async_true(v: bool) -> bool:
     return v
+
+
+async def test_a_message_that_keeps_crashing_its_handler_is_dead_lettered(amqp: AmqpConnection):
+    t = amqp.topology
+    await amqp.declare(t.job_queues("modem:*"))
+    queue = t.job_queue("modem:*")
+    tries = 0
+    hooked: list[str] = []
+
+    async def handler(payload: SendJob, info: DeliveryInfo) -> None:
+        nonlocal tries
+        tries += 1
+        raise RuntimeError("bug in the handler")
+
+    async def on_dead(body: bytes, reason: str) -> None:
+        hooked.append(reason)
+
+    consumer = Consumer(amqp, queue, SendJob, handler, max_deliveries=2, on_dead_letter=on_dead)
+    await consumer.start()
+    pub = Publisher(amqp)
+    await pub.publish(Outgoing(t.jobs_exchange, "modem.pool", job("crashes")))
+
+    async def dead() -> bool:
+        return bool(hooked)
+
+    await wait_for(dead, timeout=15)
+    assert tries == 2 and "delivered 3 times" in hooked[0]
+    dead_letters: list[tuple[bytes, dict]] = []
+
+    async def in_dlq() -> bool:
+        dead_letters.extend(await dlq_messages(amqp, queue))
+        return bool(dead_letters)
+
+    await wait_for(in_dlq, timeout=10)
+    assert SendJob.from_bytes(dead_letters[0][0]).message_id == "crashes"
+    await consumer.stop()
+    await pub.close()
