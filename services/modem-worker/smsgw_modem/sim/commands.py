@@ -273,6 +273,16 @@ async def _curc(device: SimDevice, session: Session, op: str, args: str) -> Resu
     return []
 
 
+@handler("^PORTSEL")
+async def _portsel(device: SimDevice, session: Session, op: str, args: str) -> Result:
+    # Huawei: which port carries URCs; Gammu sets it right after connecting.
+    if op == "read":
+        return ["^PORTSEL: 0"]
+    if op == "test":
+        return ["^PORTSEL: (0-1)"]
+    return []
+
+
 # -- network (TS 27.007 §7, §8) ------------------------------------------------------------
 @handler("+CSQ")
 async def _csq(device: SimDevice, session: Session, op: str, args: str) -> Result:
