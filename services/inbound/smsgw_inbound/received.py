@@ -10,6 +10,7 @@ arrive already normalised as `Concat(ref, total, seq, ref_bits)`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from datetime import datetime, timedelta
@@ -18,12 +19,14 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from smsgw_inbound import metrics
+from smsgw_inbound.batcher import is_transient
 from smsgw_inbound.events import MESSAGE_RECEIVED, LogEvent, iso, record_events, stable_id
 from smsgw_shared.amqp import DeliveryInfo
 from smsgw_shared.messages import InboundPart, utcnow
 from smsgw_shared.store.repos.inbound import InboundRepository, PartGroup
 
 log = logging.getLogger(__name__)
+STORE_RETRY_MAX_S = 5.0  # ceiling of the in-place retry back-off while the store is down
 
 _NAMESPACE = uuid.UUID("0b8f4a52-3f5e-4a0c-8a7e-2f4d8f1b6c90")
 
@@ -81,8 +84,20 @@ class Receiver:
         self.timeout = timedelta(seconds=reassembly_timeout)
 
     async def handle(self, part: InboundPart, info: DeliveryInfo) -> None:
-        """Store one part (acked after commit)."""
-        result = await self.store(part)
+        """Store one part (acked after commit). While the store is unreachable the part is
+        retried here, in place: requeueing would spend the quorum queue's delivery limit
+        and dead-letter incoming SMS during a database outage."""
+        delay = 0.1
+        while True:
+            try:
+                result = await self.store(part)
+                break
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                log.warning("store unavailable, retrying in %.1fs: %r", delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, STORE_RETRY_MAX_S)
         metrics.INBOUND_RECEIVED.labels(result).inc()
 
     async def store(self, part: InboundPart) -> str:

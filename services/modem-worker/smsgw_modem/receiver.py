@@ -100,8 +100,22 @@ class Receiver:
                 if stored is not None:
                     await self.process_stored(modem, stored)
         elif line.startswith(("+CMT:", "+CDS:")) and urc.pdu:
-            # Routed directly (+CNMI mt=2 / ds=1): nothing stored, nothing to delete.
-            await self._publish_pdu(urc.pdu)
+            # Routed directly (+CNMI mt=2 / ds=1): it exists nowhere else, so keep trying
+            # to publish it until the broker takes it (back-off up to 30 s).
+            delay = 0.5
+            while True:
+                try:
+                    await self._publish_pdu(urc.pdu)
+                    return
+                except PublishError as exc:
+                    log.warning(
+                        "direct URC not published, retrying in %.1fs: %s",
+                        delay,
+                        exc,
+                        extra={"modem": self.modem_id},
+                    )
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 30.0)
 
     async def sweep(self, modem: Modem) -> int:
         """`AT+CMGL=4`: publish and delete every received message and report; return the count."""
@@ -137,11 +151,15 @@ class Receiver:
         try:
             decoded = decode_pdu(pdu)
         except (PduError, SmsError) as exc:
-            # Undecodable: logged with the raw PDU (nothing is lost) and deleted so that it
-            # does not fill the storage and come back in every sweep.
+            # Undecodable: published as a binary message carrying the raw PDU in hex (so it
+            # is stored and reaches webhooks), then deleted so that it does not fill the
+            # storage and come back in every sweep.
             log.error(
-                "undecodable PDU in storage; deleting it",
+                "undecodable PDU in storage; publishing it raw",
                 extra={"modem": self.modem_id, "pdu": pdu, "error": str(exc)},
+            )
+            await self._events.inbound(
+                InboundPart(route=self.route, sender="unknown", text=pdu, encoding="binary")
             )
             return True
         m = metrics()

@@ -178,6 +178,11 @@ class JobSender:
             job = SendJob.from_bytes(body)
         except PayloadError:
             return  # nothing to attribute the failure to; the DLQ keeps the body
+        recorded = self._journal.outcome(job.job_id)
+        if recorded is not None:
+            # It was sent (or failed) already: report that, not a dead-letter failure.
+            await self._events.status(recorded)
+            return
         await self._finish_failed(job, "DEAD_LETTERED", reason[:500], retryable=False, mrs={})
 
     async def _finish_failed(

@@ -129,6 +129,9 @@ class ModemSupervisor:
                 log.warning(
                     "URC handling failed", extra={"modem": self.config.id, "error": str(exc)}
                 )
+            except Exception:
+                # Never let one failure end URC handling for the rest of the session.
+                log.exception("URC handling crashed", extra={"modem": self.config.id})
 
     async def _sweep_loop(self, modem: Modem) -> None:
         while True:

@@ -143,7 +143,10 @@ class JobSender:
             job = SendJob.from_bytes(body)
         except PayloadError:
             return  # nothing to attribute the failure to; the DLQ keeps the body
-        event = self._failed(job, [], "DEAD_LETTERED", reason[:500], False)
+        # Already sent (or failed) by this process: report that, not a dead-letter failure.
+        event = self._done.get(job.job_id) or self._failed(
+            job, [], "DEAD_LETTERED", reason[:500], False
+        )
         await self.publisher.publish(
             Outgoing(self.topology.events_exchange, self.topology.status_key("failed"), event)
         )

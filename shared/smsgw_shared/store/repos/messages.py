@@ -67,7 +67,11 @@ class MessageRepository:
                 )
             if not jobs:
                 return []
-            res = await conn.execute(insert(outbox).returning(outbox.c.id), list(jobs))
+            # sort_by_parameter_order: the ids must come back in `jobs` order, since the
+            # caller pairs them with the jobs it publishes.
+            res = await conn.execute(
+                insert(outbox).returning(outbox.c.id, sort_by_parameter_order=True), list(jobs)
+            )
             return [r[0] for r in res]
 
     async def delete_outbox(self, ids: Sequence[int]) -> None:
