@@ -21,6 +21,7 @@ from smsgw_shared.observability import current_message_id
 from smsgw_shared.sms import ConcatRefCounter, EncodedPdu, SmsError, build_submit_pdus
 
 if TYPE_CHECKING:
+    from smsgw_modem.modem import Modem
     from smsgw_modem.supervisor import ModemSupervisor
 
 log = logging.getLogger(__name__)
@@ -122,11 +123,12 @@ class JobSender:
                 if index in mrs:
                     continue  # accepted before a crash or a failed later part
                 await self._pause()
-                mr = await modem.send_pdu(pdu.hex, pdu.tpdu_length)
-                self._last_send = time.monotonic()
+                # Shielded: if the broker drops and the handler is cancelled mid-send, the
+                # send still completes and is journalled, so the redelivery skips the part.
+                mr = await asyncio.shield(
+                    self._send_part(modem, job.job_id, concat_ref, index, pdu.hex, pdu.tpdu_length)
+                )
                 mrs[index] = mr
-                if index < len(pdus):  # the last part's record is the outcome, written next
-                    self._journal.record_part(job.job_id, concat_ref, index, mr)
                 m.parts.labels(self.modem_id).inc()
         except AtError as exc:
             await self._settle(sending)
@@ -137,7 +139,6 @@ class JobSender:
         except BaseException:
             sending.cancel()
             raise
-        await self._settle(sending)
         m.send_seconds.labels(self.modem_id).observe(time.monotonic() - started)
         event = StatusEvent(
             message_id=job.message_id,
@@ -148,10 +149,22 @@ class JobSender:
             recipient=job.to,
             job_id=job.job_id,
         )
+        # Journal first: a cancel while awaiting the `sending` confirm must not lose the fact
+        # that the message went out (the redelivery republishes this outcome instead).
         self._journal.record_outcome(job.job_id, event)
+        await self._settle(sending)
         await self._events.status(event)
         m.sends.labels(self.modem_id, "sent").inc()
         log.info("sent", extra={"modem": self.modem_id, "parts": len(pdus), "job_id": job.job_id})
+
+    async def _send_part(
+        self, modem: Modem, job_id: str, concat_ref: int, index: int, pdu: str, length: int
+    ) -> int:
+        """Send one part and journal its TP-MR before anything else can interrupt."""
+        mr = await modem.send_pdu(pdu, length)
+        self._last_send = time.monotonic()
+        self._journal.record_part(job_id, concat_ref, index, mr)
+        return mr
 
     @staticmethod
     async def _settle(sending: asyncio.Future[None]) -> None:

@@ -134,8 +134,29 @@ class JobSender:
             return
         if not await self.bind.wait_bound(self.rebind_wait):
             raise Requeue(f"bind {self.bind.id} is not bound")
-        results = await asyncio.gather(*(self._submit(p) for p in parts))
+        # Shielded: if the broker drops and cancels this handler mid-window, the submits
+        # still complete and a fully accepted job is remembered, so its redelivery
+        # republishes the outcome instead of sending the SMS again.
+        results = await asyncio.shield(self._submit_all(job, parts))
         await self._finish(job, info, results)
+
+    async def _submit_all(self, job: SendJob, parts: list[SubmitPart]) -> list[PartResult]:
+        results = await asyncio.gather(*(self._submit(p) for p in parts))
+        if all(r.provider_id for r in results):
+            self._remember(job.job_id, self._sent_event(job, results))
+        return results
+
+    def _sent_event(self, job: SendJob, results: list[PartResult]) -> StatusEvent:
+        ok = [PartRef(index=r.index, provider_id=r.provider_id) for r in results if r.provider_id]
+        return StatusEvent(
+            message_id=job.message_id,
+            state="sent",
+            route=self.bind.route,
+            parts=ok,
+            provider_id=ok[0].provider_id if ok else None,
+            recipient=job.to,
+            job_id=job.job_id,
+        )
 
     async def on_dead_letter(self, body: bytes, reason: str) -> None:
         """Consumer hook: a job about to be dead-lettered gets its `failed` event first."""
@@ -155,16 +176,7 @@ class JobSender:
         ok = [PartRef(index=r.index, provider_id=r.provider_id) for r in results if r.provider_id]
         failed = [r for r in results if r.provider_id is None]
         if not failed:
-            event = StatusEvent(
-                message_id=job.message_id,
-                state="sent",
-                route=self.bind.route,
-                parts=ok,
-                provider_id=ok[0].provider_id if ok else None,
-                recipient=job.to,
-                job_id=job.job_id,
-            )
-            self._remember(job.job_id, event)
+            event = self._done.get(job.job_id) or self._sent_event(job, results)
             await self._publish(event)
             self._count("sent")
             return
