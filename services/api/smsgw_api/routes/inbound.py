@@ -9,15 +9,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from smsgw_api.deps import ReadKey, StateDep
+from smsgw_api.pagination import decode_cursor, encode_cursor, iso
 from smsgw_api.problems import Problem
-from smsgw_api.routes.messages import decode_cursor, encode_cursor
 from smsgw_shared.store.repos.inbound import InboundFilter, InboundRepository
 
 router = APIRouter(prefix="/v1/inbound", tags=["inbound"])
-
-
-def _iso(v: datetime | None) -> str | None:
-    return v.isoformat() if v else None
 
 
 def inbound_view(m: dict[str, Any]) -> dict[str, Any]:
@@ -32,8 +28,8 @@ def inbound_view(m: dict[str, Any]) -> dict[str, Any]:
         "parts": m["parts_total"],
         "parts_received": m["parts_received"],
         "complete": m["complete"],
-        "received_at": _iso(m["received_at"]),
-        "created_at": _iso(m["created_at"]),
+        "received_at": iso(m["received_at"]),
+        "created_at": iso(m["created_at"]),
     }
 
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 import logging
 import uuid
 from datetime import datetime
@@ -14,6 +12,7 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 
 from smsgw_api.deps import ReadKey, SendKey, StateDep
+from smsgw_api.pagination import decode_cursor, encode_cursor, iso
 from smsgw_api.problems import Problem
 from smsgw_api.schemas import PreviewRequest, PreviewResponse, SendRequest, SendResponse
 from smsgw_api.services.ingest import SendSpec
@@ -150,10 +149,6 @@ async def preview(body: PreviewRequest, key: SendKey, state: StateDep) -> Previe
     )
 
 
-def _iso(v: datetime | None) -> str | None:
-    return v.isoformat() if v else None
-
-
 def message_view(m: dict[str, Any], detail: bool = False) -> dict[str, Any]:
     """The public JSON of a stored message."""
     out: dict[str, Any] = {
@@ -171,11 +166,11 @@ def message_view(m: dict[str, Any], detail: bool = False) -> dict[str, Any]:
         "error": m["error"],
         "flash": m["flash"],
         "validity": m["validity"],
-        "send_at": _iso(m["send_at"]),
-        "created_at": _iso(m["created_at"]),
-        "updated_at": _iso(m["updated_at"]),
-        "sent_at": _iso(m["sent_at"]),
-        "done_at": _iso(m["done_at"]),
+        "send_at": iso(m["send_at"]),
+        "created_at": iso(m["created_at"]),
+        "updated_at": iso(m["updated_at"]),
+        "sent_at": iso(m["sent_at"]),
+        "done_at": iso(m["done_at"]),
     }
     if detail:
         out["parts_detail"] = [
@@ -185,8 +180,8 @@ def message_view(m: dict[str, Any], detail: bool = False) -> dict[str, Any]:
                 "route": p["route"],
                 "provider_id": p["provider_id"],
                 "error_code": p["error_code"],
-                "submitted_at": _iso(p["submitted_at"]),
-                "updated_at": _iso(p["updated_at"]),
+                "submitted_at": iso(p["submitted_at"]),
+                "updated_at": iso(p["updated_at"]),
             }
             for p in m.get("parts_detail", [])
         ]
@@ -197,7 +192,7 @@ def message_view(m: dict[str, Any], detail: bool = False) -> dict[str, Any]:
                 "source": h["source"],
                 "error_code": h["error_code"],
                 "detail": h["detail"],
-                "at": _iso(h["occurred_at"]),
+                "at": iso(h["occurred_at"]),
             }
             for h in m.get("history", [])
         ]
@@ -224,22 +219,6 @@ async def get_message(message_id: str, key: ReadKey, state: StateDep) -> dict[st
     if m is None or not _visible(key, m):
         raise Problem(404, "message_not_found", "No such message", f"no message {message_id}")
     return message_view(m, detail=True)
-
-
-def encode_cursor(created_at: datetime, mid: uuid.UUID) -> str:
-    raw = json.dumps([created_at.isoformat(), str(mid)]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        pad = "=" * (-len(cursor) % 4)
-        ts, mid = json.loads(base64.urlsafe_b64decode(cursor + pad))
-        return datetime.fromisoformat(ts), uuid.UUID(mid)
-    except (ValueError, TypeError) as exc:
-        raise Problem(
-            400, "invalid_cursor", "Invalid cursor", "use the next_cursor of a previous page"
-        ) from exc
 
 
 @router.get("", summary="List messages (newest first, cursor pagination)")

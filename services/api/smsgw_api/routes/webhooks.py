@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -13,8 +12,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
 
 from smsgw_api.deps import ReadKey, StateDep
+from smsgw_api.pagination import decode_cursor, encode_cursor, iso
 from smsgw_api.problems import Problem
-from smsgw_api.routes.messages import decode_cursor, encode_cursor
 from smsgw_shared.config import check_route
 from smsgw_shared.store.repos.keys import ApiKey
 from smsgw_shared.store.repos.webhooks import WebhookRepository
@@ -71,10 +70,6 @@ class WebhookCreate(BaseModel):
         return [check_route(r) for r in v]
 
 
-def _iso(v: datetime | None) -> str | None:
-    return v.isoformat() if v else None
-
-
 def webhook_view(w: dict[str, Any], secret: str | None = None) -> dict[str, Any]:
     """The public JSON of a subscription (the secret only right after create/rotate)."""
     out: dict[str, Any] = {
@@ -84,8 +79,8 @@ def webhook_view(w: dict[str, Any], secret: str | None = None) -> dict[str, Any]
         "routes": list(w["routes"] or []),
         "numbers": list(w["numbers"] or []),
         "description": w["description"],
-        "created_at": _iso(w["created_at"]),
-        "secrets_rotated_at": _iso(w.get("secrets_rotated_at")),
+        "created_at": iso(w["created_at"]),
+        "secrets_rotated_at": iso(w.get("secrets_rotated_at")),
     }
     if secret is not None:
         out["secret"] = secret
@@ -102,16 +97,16 @@ def delivery_view(d: dict[str, Any]) -> dict[str, Any]:
         "attempts": d["attempts"],
         "last_status_code": d["last_status_code"],
         "last_error": d["last_error"],
-        "next_attempt_at": _iso(d["next_attempt_at"]) if d["status"] == "pending" else None,
-        "created_at": _iso(d["created_at"]),
-        "updated_at": _iso(d["updated_at"]),
+        "next_attempt_at": iso(d["next_attempt_at"]) if d["status"] == "pending" else None,
+        "created_at": iso(d["created_at"]),
+        "updated_at": iso(d["updated_at"]),
         "payload": json.loads(d["payload"]),
         "attempts_detail": [
             {
                 "status_code": a["status_code"],
                 "error": a["error"],
                 "duration_ms": a["duration_ms"],
-                "at": _iso(a["attempted_at"]),
+                "at": iso(a["attempted_at"]),
             }
             for a in d.get("attempts_detail", [])
         ],
