@@ -123,16 +123,19 @@ async def bench_projection_broker(settings: Settings, engine: AsyncEngine, n: in
     print(f"  published {len(events)} events in {time.perf_counter() - t0:.2f}s")
     before = await count_status(engine, "delivered")
     stop = asyncio.Event()
+    cpu0 = time.process_time()
     started = time.perf_counter()
     task = asyncio.create_task(run(settings, stop, metrics_port=0))
     while await count_status(engine, "delivered") - before < n:
         await asyncio.sleep(0.2)
     took = time.perf_counter() - started
+    cpu = time.process_time() - cpu0
     stop.set()
     await task
     print(
         f"projection (through RabbitMQ, service start included): {len(events)} events in "
-        f"{took:.2f}s = {len(events) / took:,.0f} events/s"
+        f"{took:.2f}s = {len(events) / took:,.0f} events/s "
+        f"({1e6 * cpu / len(events):.0f} µs CPU/event, {100 * cpu / took:.0f}% of a core)"
     )
     await pub.close()
     ch = await amqp.connection.channel()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -36,6 +35,7 @@ from smsgw_shared.amqp import AmqpConnection, Publisher, Topology
 from smsgw_shared.amqp.rpc import RpcClient as AmqpRpc
 from smsgw_shared.config import Settings
 from smsgw_shared.routing import Router
+from smsgw_shared.runtime import tune_gc
 from smsgw_shared.store.db import StoreUnavailable, make_engine
 from smsgw_shared.store.repos.idempotency import IdempotencyRepository
 from smsgw_shared.store.repos.keys import SCOPES, KeyRepository
@@ -170,11 +170,9 @@ def create_app(settings: Settings) -> FastAPI:
                 await asyncio.sleep(5)
 
         backlog_task = asyncio.create_task(_backlog(), name="outbox-backlog")
-        # Everything built so far lives as long as the process: keep it out of the cyclic
-        # GC's generations, whose full passes otherwise show up as 100+ ms latency spikes.
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(20_000, 50, 100)  # fewer, cheaper young-generation passes
+        # Everything built so far lives as long as the process (GC full passes otherwise
+        # show up as 100+ ms latency spikes).
+        tune_gc()
         try:
             yield
         finally:

@@ -23,8 +23,8 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from smsgw_inbound import metrics
-from smsgw_inbound.batcher import is_transient
 from smsgw_inbound.signing import headers
+from smsgw_inbound.store_retry import is_transient
 from smsgw_shared.config import WebhooksConfig
 from smsgw_shared.messages import utcnow
 from smsgw_shared.store.repos.webhooks import AttemptResult, ClaimedDelivery, WebhookRepository

@@ -56,18 +56,18 @@ class LogEvent:
         status = self.data.get("status")
         return f"{self.type}.{status}" if self.type == MESSAGE_STATUS and status else None
 
+    def envelope(self) -> dict[str, Any]:
+        """The Standard Webhooks envelope (`data` holds JSON types only)."""
+        return {
+            "id": self.event_id,
+            "type": self.type,
+            "timestamp": iso(self.created_at),
+            "data": self.data,
+        }
+
     def body(self) -> str:
         """The webhook body (also the SSE/WebSocket frame data)."""
-        return json.dumps(
-            {
-                "id": self.event_id,
-                "type": self.type,
-                "timestamp": iso(self.created_at),
-                "data": self.data,
-            },
-            separators=(",", ":"),
-            ensure_ascii=False,
-        )
+        return json.dumps(self.envelope(), separators=(",", ":"), ensure_ascii=False)
 
     def row(self) -> dict[str, Any]:
         """The `event_log` row."""
@@ -77,7 +77,7 @@ class LogEvent:
             "route": self.route,
             "message_id": self.message_id,
             "api_key_id": self.api_key_id,
-            "payload": json.loads(self.body()),
+            "payload": self.envelope(),
             "created_at": self.created_at,
         }
 

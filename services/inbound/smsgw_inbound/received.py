@@ -19,8 +19,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from smsgw_inbound import metrics
-from smsgw_inbound.batcher import is_transient
 from smsgw_inbound.events import MESSAGE_RECEIVED, LogEvent, iso, record_events, stable_id
+from smsgw_inbound.store_retry import is_transient
 from smsgw_shared.amqp import DeliveryInfo
 from smsgw_shared.messages import InboundPart, utcnow
 from smsgw_shared.store.repos.inbound import InboundRepository, PartGroup

@@ -11,16 +11,23 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from smsgw_inbound import metrics
-from smsgw_inbound.batcher import Batcher
 from smsgw_inbound.dispatcher import Dispatcher
 from smsgw_inbound.expiry import Expirer
 from smsgw_inbound.heartbeats import HeartbeatHandler
 from smsgw_inbound.projection import APPLIED, DUPLICATE, PARKED, Projector
 from smsgw_inbound.received import Receiver
-from smsgw_shared.amqp import AmqpConnection, Consumer, DeliveryInfo, PermanentFailure, Topology
+from smsgw_inbound.store_retry import apply_retrying
+from smsgw_shared.amqp import (
+    AmqpConnection,
+    BatchConsumer,
+    Consumer,
+    PermanentFailure,
+    Topology,
+)
 from smsgw_shared.config import Settings
 from smsgw_shared.messages import Heartbeat, InboundPart, StatusEvent
 from smsgw_shared.observability import HealthServer
+from smsgw_shared.runtime import tune_gc
 from smsgw_shared.store.db import make_engine
 from smsgw_shared.store.repos.projection import ProjectionRepository
 from smsgw_shared.store.repos.webhooks import WebhookRepository
@@ -29,20 +36,29 @@ log = logging.getLogger(__name__)
 
 GAUGE_INTERVAL = 5.0
 
+Consumers = BatchConsumer[StatusEvent] | Consumer[InboundPart] | Consumer[Heartbeat]
+
 
 class StatusHandler:
-    """Consumer handler of `status_queue`: hands events to the batcher, acks after commit."""
+    """Batch handler of `status_queue`: one store transaction per batch of events."""
 
-    def __init__(self, projector: Projector, batch_size: int) -> None:
-        self.batcher: Batcher[StatusEvent, str] = Batcher(
-            projector.apply_batch, max_size=batch_size, name="projection"
-        )
+    def __init__(self, projector: Projector) -> None:
+        self.projector = projector
 
-    async def handle(self, event: StatusEvent, info: DeliveryInfo) -> None:
-        """Return (ack) once the store has the event; unknown messages go to the DLQ."""
-        result = await self.batcher.submit(event)
-        if result not in (APPLIED, DUPLICATE, PARKED):
-            raise PermanentFailure(f"{result}: {event.message_id}")
+    async def handle(self, events: Sequence[StatusEvent]) -> list[BaseException | None]:
+        """One outcome per event once the store has the batch: None (ack) when applied,
+        a duplicate or parked; unknown messages go to the DLQ; an event that fails on its
+        own is requeued (the consumer dead-letters it once it keeps failing)."""
+        results = await apply_retrying(self.projector.apply_batch, events, "projection")
+        out: list[BaseException | None] = []
+        for event, result in zip(events, results, strict=True):
+            if isinstance(result, Exception):
+                out.append(result)
+            elif result in (APPLIED, DUPLICATE, PARKED):
+                out.append(None)
+            else:
+                out.append(PermanentFailure(f"{result}: {event.message_id}"))
+        return out
 
 
 async def _every(
@@ -93,26 +109,26 @@ async def run(settings: Settings, stop: asyncio.Event, metrics_port: int | None 
     port = await health.start()
     log.info("health and metrics on port %d", port)
 
-    projector = Projector(engine, cfg.report_match_window)
-    status = StatusHandler(projector, cfg.batch_size)
+    status = StatusHandler(Projector(engine, cfg.report_match_window))
     receiver = Receiver(engine, cfg.reassembly_timeout)
     expirer = Expirer(engine, cfg.expiry_grace)
     dispatcher = Dispatcher(WebhookRepository(engine), settings.webhooks)
-    consumers: list[Consumer[StatusEvent] | Consumer[InboundPart] | Consumer[Heartbeat]] = []
+    consumers: list[Consumers] = []
     tasks: list[asyncio.Task[None]] = []
     try:
         await amqp.connect()
         await amqp.declare(topology.inbound_queues())
-        status.batcher.start()
         max_attempts = settings.workers.max_attempts
         consumers = [
-            Consumer(
+            BatchConsumer(
                 amqp,
                 topology.status_queue,
                 StatusEvent,
                 status.handle,
-                # Twice the batch: the next batch fills while the previous one commits.
-                prefetch=2 * cfg.batch_size,
+                batch_size=cfg.batch_size,
+                # Two batches in the store at once, a third one filling.
+                prefetch=3 * cfg.batch_size,
+                concurrency=2,
                 max_attempts=max_attempts,
             ),
             Consumer(
@@ -135,11 +151,12 @@ async def run(settings: Settings, stop: asyncio.Event, metrics_port: int | None 
         for c in consumers:
             await c.start()
         tasks = _periodic(cfg.expiry_interval, expirer, receiver, dispatcher, engine, stop)
+        tune_gc()
         log.info("inbound service running", extra={"namespace": settings.namespace})
         await stop.wait()
     finally:
         stop.set()
-        await _shutdown(consumers, tasks, status, amqp, health, engine)
+        await _shutdown(consumers, tasks, amqp, health, engine)
 
 
 def _periodic(
@@ -167,16 +184,14 @@ def _periodic(
 
 
 async def _shutdown(
-    consumers: Sequence[Consumer[StatusEvent] | Consumer[InboundPart] | Consumer[Heartbeat]],
+    consumers: Sequence[Consumers],
     tasks: Sequence[asyncio.Task[None]],
-    status: StatusHandler,
     amqp: AmqpConnection,
     health: HealthServer,
     engine: AsyncEngine,
 ) -> None:
-    # Consumers first: they finish the messages in hand (the batcher still runs for them).
+    # Consumers first: they finish the messages in hand.
     await asyncio.gather(*(c.stop(timeout=15) for c in consumers), return_exceptions=True)
-    await status.batcher.stop()
     if tasks:
         await asyncio.wait(tasks, timeout=30)
     for t in tasks:

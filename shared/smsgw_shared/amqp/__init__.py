@@ -1,5 +1,6 @@
 """AMQP: topology as data, confirmed publishing, consuming with outcome-based acks."""
 
+from smsgw_shared.amqp.batch import BatchConsumer, BatchHandler
 from smsgw_shared.amqp.connection import AmqpConnection, BrokerUnavailable
 from smsgw_shared.amqp.consumer import Consumer, Handler
 from smsgw_shared.amqp.outcomes import (
@@ -15,6 +16,8 @@ from smsgw_shared.amqp.topology import QueueSpec, Topology, route_suffix
 
 __all__ = [
     "AmqpConnection",
+    "BatchConsumer",
+    "BatchHandler",
     "BrokerUnavailable",
     "Consumer",
     "DeliveryInfo",

@@ -1,7 +1,7 @@
-"""Consuming with manual acks: the only place (with the publisher) that touches aio-pika
+"""Consuming with manual acks: the only place (with the publisher) that touches AMQP
 messages. A handler takes a typed payload and returns or raises an `Outcome`.
 
-- returns → ack;
+- returns → ack (coalesced with other finished deliveries, see `acks`);
 - `RetryLater` → a copy goes to a delay queue (confirmed) with the attempt count, then ack;
   after `max_attempts` it is dead-lettered instead;
 - `PermanentFailure` / `Poison` / a body that does not parse → a copy goes to the DLQ with the
@@ -19,11 +19,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustChannel
 
+from smsgw_shared.amqp.acks import Acker, settle
 from smsgw_shared.amqp.connection import AmqpConnection
 from smsgw_shared.amqp.outcomes import (
     DeliveryInfo,
@@ -49,8 +51,111 @@ ATTEMPT_HEADER = "x-smsgw-attempt"
 REASON_HEADER = "x-smsgw-reason"
 
 
+def attempt_of(headers: dict[str, Any]) -> int:
+    raw = headers.get(ATTEMPT_HEADER, 0)
+    return raw if isinstance(raw, int) else 0
+
+
+def deliveries_of(headers: dict[str, Any]) -> int:
+    """How often the broker delivered it before (quorum queues count redeliveries)."""
+    raw = headers.get("x-delivery-count", 0)
+    return raw if isinstance(raw, int) else 0
+
+
+@dataclass
+class Disposition:
+    """What happens to a delivery after its handler: ack, retry, dead-letter or requeue."""
+
+    topology: Topology
+    queue_name: str
+    max_attempts: int
+    publisher: Publisher
+    acks: Acker
+    on_dead_letter: DeadLetterHook | None = None
+
+    def ack(self, message: AbstractIncomingMessage) -> None:
+        self.acks.done(_channel_of(message), message.delivery_tag or 0)
+
+    async def apply(
+        self, message: AbstractIncomingMessage, attempt: int, outcome: BaseException | None
+    ) -> None:
+        """Settle `message` by its handler's outcome (None: done; an `Outcome`)."""
+        if outcome is None:
+            self.ack(message)
+        elif isinstance(outcome, RetryLater):
+            if attempt + 1 >= self.max_attempts:
+                await self.dead_letter(message, f"retries exhausted: {outcome.reason}")
+            else:
+                await self._retry(message, attempt + 1, outcome)
+        elif isinstance(outcome, PermanentFailure | Poison):
+            kind = "poison" if isinstance(outcome, Poison) else "failed"
+            await self.dead_letter(message, f"{kind}: {outcome.reason}")
+        elif isinstance(outcome, Requeue):
+            log.info("requeue", extra={"queue": self.queue_name, "reason": outcome.reason})
+            await self.nack(message)
+        else:
+            log.error(
+                "handler crashed; message requeued: %r", outcome, extra={"queue": self.queue_name}
+            )
+            await self.nack(message)
+
+    async def nack(self, message: AbstractIncomingMessage) -> None:
+        self.acks.forget(_channel_of(message), message.delivery_tag or 0)
+        await settle(message.nack(requeue=True))
+
+    async def _retry(self, message: AbstractIncomingMessage, attempt: int, exc: RetryLater) -> None:
+        delay_ms = self.topology.delay_for(attempt - 1, exc.delay)
+        item = _copy(message, "", self.topology.delay_queue(self.queue_name, delay_ms))
+        item.headers[ATTEMPT_HEADER] = attempt
+        item.headers[REASON_HEADER] = exc.reason[:500]
+        await self._forward_then_ack(message, item)
+
+    async def dead_letter(self, message: AbstractIncomingMessage, reason: str) -> None:
+        log.warning("dead-lettered", extra={"queue": self.queue_name, "reason": reason[:500]})
+        if self.on_dead_letter is not None:
+            try:
+                await self.on_dead_letter(message.body, reason)
+            except Exception:
+                # The hook failed: keep the message (requeue) so the outcome is not lost.
+                log.exception("dead-letter hook failed; requeued", extra={"queue": self.queue_name})
+                await self.nack(message)
+                return
+        item = _copy(message, self.topology.dlx, self.queue_name)
+        item.headers[REASON_HEADER] = reason[:500]
+        item.headers["x-smsgw-dead-at"] = datetime.now(UTC).isoformat()
+        await self._forward_then_ack(message, item)
+
+    async def _forward_then_ack(self, message: AbstractIncomingMessage, item: Outgoing) -> None:
+        try:
+            await self.publisher.publish(item)
+        except PublishError:
+            # Not forwarded: keep the original (requeue) rather than lose it.
+            log.exception("could not forward; requeued", extra={"queue": self.queue_name})
+            await self.nack(message)
+            return
+        self.ack(message)
+
+
+def _channel_of(message: AbstractIncomingMessage) -> Any:
+    try:
+        return message.channel
+    except Exception:  # closed channel: its deliveries are the broker's again
+        return None
+
+
+def _copy(message: AbstractIncomingMessage, exchange: str, key: str) -> Outgoing:
+    return Outgoing(
+        exchange=exchange,
+        routing_key=key,
+        payload=message.body,
+        headers=dict(message.headers or {}),
+        message_id=message.message_id,
+        correlation_id=message.correlation_id,
+    )
+
+
 class Consumer(Generic[P]):
-    """Consumes one queue into one handler."""
+    """Consumes one queue into one handler, one task per delivery."""
 
     def __init__(
         self,
@@ -66,14 +171,12 @@ class Consumer(Generic[P]):
         on_dead_letter: DeadLetterHook | None = None,
     ) -> None:
         self._amqp = amqp
-        self._topology: Topology = amqp.topology
         self.queue_name = queue
         self._payload_type = payload_type
         self._handler = handler
         self._prefetch = prefetch
         self._max_attempts = max_attempts
         self._publisher = publisher or Publisher(amqp)
-        self._on_dead_letter = on_dead_letter
         self._max_deliveries = max_deliveries
         self._channel: AbstractRobustChannel | None = None
         self._queue: AbstractQueue | None = None
@@ -81,7 +184,10 @@ class Consumer(Generic[P]):
         self._in_flight: set[asyncio.Task[Any]] = set()
         self._idle = asyncio.Event()
         self._idle.set()
-        self._stopping = False
+        self._acks = Acker()
+        self._disposition = Disposition(
+            amqp.topology, queue, max_attempts, self._publisher, self._acks, on_dead_letter
+        )
 
     @property
     def in_flight(self) -> int:
@@ -100,9 +206,14 @@ class Consumer(Generic[P]):
         if task is not None:
             self._in_flight.add(task)
             self._idle.clear()
+        channel, tag = _channel_of(message), message.delivery_tag or 0
+        self._acks.track(channel, tag)
         try:
             await self._process(message)
         finally:
+            # Left unsettled (the handler task died): the broker redelivers it once the
+            # channel closes; it must not hold back the acks of the deliveries after it.
+            self._acks.forget(channel, tag)
             if task is not None:
                 self._in_flight.discard(task)
                 if not self._in_flight:
@@ -110,8 +221,7 @@ class Consumer(Generic[P]):
 
     async def _process(self, message: AbstractIncomingMessage) -> None:
         headers = message.headers or {}
-        raw_attempt = headers.get(ATTEMPT_HEADER, 0)
-        attempt = raw_attempt if isinstance(raw_attempt, int) else 0
+        attempt = attempt_of(headers)
         info = DeliveryInfo(
             queue=self.queue_name,
             attempt=attempt,
@@ -124,101 +234,38 @@ class Consumer(Generic[P]):
         try:
             payload = self._payload_type.from_bytes(message.body)
         except PayloadError as exc:
-            await self._dead_letter(message, f"poison: {exc}")
+            await self._disposition.dead_letter(message, f"poison: {exc}")
             return
         # Quorum queues count redeliveries (a handler that crashes, a consumer that dies
         # holding the message). Dead-letter it ourselves one short of the broker's limit, so
         # the service's hook still records the outcome instead of a silent broker DLX.
-        deliveries = headers.get("x-delivery-count", 0)
-        if isinstance(deliveries, int) and deliveries >= self._max_deliveries:
-            await self._dead_letter(message, f"poison: delivered {deliveries + 1} times")
+        deliveries = deliveries_of(headers)
+        if deliveries >= self._max_deliveries:
+            await self._disposition.dead_letter(
+                message, f"poison: delivered {deliveries + 1} times"
+            )
             return
         # Every log line written while handling carries the message id (JSON logs).
         token = current_message_id.set(getattr(payload, "message_id", None))
         try:
             await self._handler(payload, info)
-        except RetryLater as exc:
-            if attempt + 1 >= self._max_attempts:
-                await self._dead_letter(message, f"retries exhausted: {exc.reason}")
-            else:
-                await self._retry(message, attempt + 1, exc)
-            return
-        except (PermanentFailure, Poison) as exc:
-            kind = "poison" if isinstance(exc, Poison) else "failed"
-            await self._dead_letter(message, f"{kind}: {exc.reason}")
-            return
-        except Requeue as exc:
-            log.info("requeue", extra={"queue": self.queue_name, "reason": exc.reason})
-            await self._settle(message.nack(requeue=True))
+        except (RetryLater, PermanentFailure, Poison, Requeue) as exc:
+            await self._disposition.apply(message, attempt, exc)
             return
         except asyncio.CancelledError:
-            await self._settle(message.nack(requeue=True))
+            await self._disposition.nack(message)
             raise
         except Exception:
             log.exception("handler crashed; message requeued", extra={"queue": self.queue_name})
             await asyncio.sleep(0.5)  # don't spin on a message that crashes at once
-            await self._settle(message.nack(requeue=True))
+            await self._disposition.nack(message)
             return
         finally:
             current_message_id.reset(token)
-        await self._settle(message.ack())
-
-    async def _retry(self, message: AbstractIncomingMessage, attempt: int, exc: RetryLater) -> None:
-        delay_ms = self._topology.delay_for(attempt - 1, exc.delay)
-        item = self._copy(message, "", self._topology.delay_queue(self.queue_name, delay_ms))
-        item.headers[ATTEMPT_HEADER] = attempt
-        item.headers[REASON_HEADER] = exc.reason[:500]
-        await self._forward_then_ack(message, item)
-
-    async def _dead_letter(self, message: AbstractIncomingMessage, reason: str) -> None:
-        log.warning("dead-lettered", extra={"queue": self.queue_name, "reason": reason[:500]})
-        if self._on_dead_letter is not None:
-            try:
-                await self._on_dead_letter(message.body, reason)
-            except Exception:
-                # The hook failed: keep the message (requeue) so the outcome is not lost.
-                log.exception("dead-letter hook failed; requeued", extra={"queue": self.queue_name})
-                await self._settle(message.nack(requeue=True))
-                return
-        item = self._copy(message, self._topology.dlx, self.queue_name)
-        item.headers[REASON_HEADER] = reason[:500]
-        item.headers["x-smsgw-dead-at"] = datetime.now(UTC).isoformat()
-        await self._forward_then_ack(message, item)
-
-    async def _forward_then_ack(self, message: AbstractIncomingMessage, item: Outgoing) -> None:
-        try:
-            await self._publisher.publish(item)
-        except PublishError:
-            # Not forwarded: keep the original (requeue) rather than lose it.
-            log.exception("could not forward; requeued", extra={"queue": self.queue_name})
-            await self._settle(message.nack(requeue=True))
-            return
-        await self._settle(message.ack())
-
-    @staticmethod
-    def _copy(message: AbstractIncomingMessage, exchange: str, key: str) -> Outgoing:
-        headers = dict(message.headers or {})
-        return Outgoing(
-            exchange=exchange,
-            routing_key=key,
-            payload=message.body,
-            headers=headers,
-            message_id=message.message_id,
-            correlation_id=message.correlation_id,
-        )
-
-    @staticmethod
-    async def _settle(op: Awaitable[None]) -> None:
-        # After a broker drop the channel is gone: the broker requeues unacked messages
-        # itself, so a failed ack/nack is a future duplicate, not a loss.
-        try:
-            await op
-        except Exception as exc:
-            log.warning("ack/nack failed (message will be redelivered): %r", exc)
+        self._disposition.ack(message)
 
     async def stop(self, timeout: float = 30.0) -> None:
         """Stop taking messages, finish the ones in hand (up to `timeout`), close."""
-        self._stopping = True
         if self._queue is not None and self._tag is not None:
             try:
                 await self._queue.cancel(self._tag)
@@ -232,6 +279,7 @@ class Consumer(Generic[P]):
             )
             for t in list(self._in_flight):
                 t.cancel()
+        await self._acks.drain()
         if self._channel is not None and not self._channel.is_closed:
             await self._channel.close()
         await self._publisher.close()

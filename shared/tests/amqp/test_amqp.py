@@ -201,3 +201,96 @@ async def test_a_message_that_keeps_crashing_its_handler_is_dead_lettered(amqp: 
     assert SendJob.from_bytes(dead_letters[0][0]).message_id == "crashes"
     await consumer.stop()
     await pub.close()
+
+
+async def _ready_count(amqp: AmqpConnection, queue: str) -> int:
+    ch = await amqp.channel(confirms=False)
+    q = await ch.declare_queue(queue, passive=True)
+    count = q.declaration_result.message_count
+    await ch.close()
+    return int(count or 0)
+
+
+async def test_acks_of_a_batch_finishing_together_all_reach_the_broker(amqp: AmqpConnection):
+    """Handlers released at once are acked with coalesced frames; failures in the middle of
+    the run are dead-lettered, and nothing is left unacked (it would come back as ready
+    once the consumer's channel closes)."""
+    t = amqp.topology
+    await amqp.declare(t.job_queues("modem:*"))
+    queue = t.job_queue("modem:*")
+    gate = asyncio.Event()
+    arrived: list[str] = []
+
+    async def handler(payload: SendJob, info: DeliveryInfo) -> None:
+        arrived.append(payload.message_id)
+        await gate.wait()
+        if int(payload.message_id) % 3 == 0:
+            raise PermanentFailure("every third fails")
+
+    consumer = Consumer(amqp, queue, SendJob, handler, prefetch=300)
+    await consumer.start()
+    pub = Publisher(amqp)
+    await pub.publish_many(
+        [Outgoing(t.jobs_exchange, "modem.pool", job(str(i))) for i in range(1, 201)]
+    )
+    await wait_for(lambda: _async_true(len(arrived) == 200), timeout=15)
+    gate.set()
+    await wait_for(lambda: _async_true(consumer.in_flight == 0), timeout=15)
+    await consumer.stop()
+    assert await _ready_count(amqp, queue) == 0
+    assert len(await dlq_messages(amqp, queue)) == 66
+    await pub.close()
+
+
+async def test_a_slow_handler_does_not_hold_back_the_acks_behind_it(amqp: AmqpConnection):
+    """With prefetch 5, a handler stuck on the first delivery would stall the queue if the
+    finished ones behind it waited for it to be acked."""
+    t = amqp.topology
+    await amqp.declare(t.job_queues("modem:*"))
+    queue = t.job_queue("modem:*")
+    done: list[str] = []
+    gate = asyncio.Event()
+
+    async def handler(payload: SendJob, info: DeliveryInfo) -> None:
+        if payload.message_id == "slow":
+            await gate.wait()
+        done.append(payload.message_id)
+
+    consumer = Consumer(amqp, queue, SendJob, handler, prefetch=5)
+    await consumer.start()
+    pub = Publisher(amqp)
+    await pub.publish(Outgoing(t.jobs_exchange, "modem.pool", job("slow")))
+    await pub.publish_many(
+        [Outgoing(t.jobs_exchange, "modem.pool", job(str(i))) for i in range(30)]
+    )
+    await wait_for(lambda: _async_true(len(done) == 30), timeout=15)
+    gate.set()
+    await wait_for(lambda: _async_true("slow" in done), timeout=5)
+    await consumer.stop()
+    assert await _ready_count(amqp, queue) == 0
+    await pub.close()
+
+
+async def test_a_handler_cancelled_at_stop_is_requeued_and_the_rest_stay_acked(
+    amqp: AmqpConnection,
+):
+    t = amqp.topology
+    await amqp.declare(t.job_queues("modem:*"))
+    queue = t.job_queue("modem:*")
+    done: list[str] = []
+
+    async def handler(payload: SendJob, info: DeliveryInfo) -> None:
+        if payload.message_id == "stuck":
+            await asyncio.sleep(3600)
+        done.append(payload.message_id)
+
+    consumer = Consumer(amqp, queue, SendJob, handler, prefetch=50)
+    await consumer.start()
+    pub = Publisher(amqp)
+    await pub.publish_many(
+        [Outgoing(t.jobs_exchange, "modem.pool", job(m)) for m in ("a", "stuck", "b", "c")]
+    )
+    await wait_for(lambda: _async_true(len(done) == 3), timeout=15)
+    await consumer.stop(timeout=0.5)
+    assert await _ready_count(amqp, queue) == 1  # only the one in hand comes back
+    await pub.close()

@@ -153,7 +153,8 @@ class ProjectionRepository:
             .order_by(messages.c.id)
             .with_for_update()
         )
-        return {r.id: dict(r._mapping) for r in res}
+        keys = list(res.keys())  # once: `row._mapping` builds its key view on every row
+        return {r.id: dict(zip(keys, r, strict=True)) for r in res}
 
     @staticmethod
     async def load_parts(conn: AsyncConnection, ids: Iterable[uuid.UUID]) -> list[dict[str, Any]]:
@@ -164,7 +165,8 @@ class ProjectionRepository:
         res = await conn.execute(
             select(message_parts).where(message_parts.c.message_id == any_(_array(wanted, Uuid)))
         )
-        return [dict(r._mapping) for r in res]
+        keys = list(res.keys())
+        return [dict(zip(keys, r, strict=True)) for r in res]
 
     @staticmethod
     async def seen(

@@ -1,0 +1,162 @@
+"""BatchConsumer against the real RabbitMQ: outcomes per item, crashes, broker drops."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from smsgw_shared.amqp import (
+    AmqpConnection,
+    BatchConsumer,
+    Outgoing,
+    PermanentFailure,
+    Publisher,
+    Requeue,
+    RetryLater,
+)
+from smsgw_shared.amqp.consumer import REASON_HEADER
+from smsgw_shared.messages import SendJob
+from smsgw_shared.testing import wait_for
+
+from .test_amqp import _async_true, _close_all_connections, _ready_count, dlq_messages, job
+
+
+async def _setup(amqp: AmqpConnection) -> tuple[str, Publisher]:
+    t = amqp.topology
+    await amqp.declare(t.job_queues("modem:*"))
+    return t.job_queue("modem:*"), Publisher(amqp)
+
+
+async def _send(pub: Publisher, amqp: AmqpConnection, ids: Sequence[str | bytes]) -> None:
+    t = amqp.topology
+    items = [
+        Outgoing(t.jobs_exchange, "modem.pool", i if isinstance(i, bytes) else job(i)) for i in ids
+    ]
+    assert await pub.publish_many(items) == [None] * len(items)
+
+
+async def test_each_item_gets_its_own_outcome(amqp: AmqpConnection):
+    queue, pub = await _setup(amqp)
+    seen: list[tuple[str, ...]] = []
+    requeued_once: set[str] = set()
+    dead_hook: list[str] = []
+
+    async def handler(jobs: Sequence[SendJob]) -> list[BaseException | None]:
+        seen.append(tuple(j.message_id for j in jobs))
+        out: list[BaseException | None] = []
+        for j in jobs:
+            if j.message_id.startswith("fail"):
+                out.append(PermanentFailure("never"))
+            elif j.message_id == "again" and "again" not in requeued_once:
+                requeued_once.add("again")
+                out.append(Requeue("give it back"))
+            elif j.message_id == "later":
+                out.append(RetryLater("busy"))
+            else:
+                out.append(None)
+        return out
+
+    async def on_dead(body: bytes, reason: str) -> None:
+        dead_hook.append(reason.split(":", maxsplit=1)[0])
+
+    consumer = BatchConsumer(
+        amqp, queue, SendJob, handler, batch_size=50, max_attempts=2, on_dead_letter=on_dead
+    )
+    await consumer.start()
+    ids: list[str | bytes] = [f"ok{i}" for i in range(100)]
+    ids[10] = "fail1"
+    ids[60] = "fail2"
+    ids[30] = "again"
+    ids[40] = "later"
+    ids[70] = b"\x00\xffnot json"
+    await _send(pub, amqp, ids)
+
+    async def settled() -> bool:
+        flat = [m for batch in seen for m in batch]
+        return "again" in requeued_once and flat.count("again") == 2 and len(dead_hook) == 4
+
+    await wait_for(settled, timeout=20)
+    await consumer.stop()
+    assert await _ready_count(amqp, queue) == 0  # every delivery was settled
+    dead = await dlq_messages(amqp, queue)
+    reasons = sorted(h[REASON_HEADER].split(":")[0] for _, h in dead)
+    assert reasons == ["failed", "failed", "poison", "retries exhausted"]
+    assert sorted(dead_hook) == reasons
+    assert max(len(b) for b in seen) <= 50
+    await pub.close()
+
+
+async def test_a_crashing_handler_requeues_its_batch(amqp: AmqpConnection):
+    queue, pub = await _setup(amqp)
+    calls = 0
+    done: set[str] = set()
+
+    async def handler(jobs: Sequence[SendJob]) -> list[BaseException | None]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("bug on the first call")
+        done.update(j.message_id for j in jobs)
+        return [None] * len(jobs)
+
+    consumer = BatchConsumer(amqp, queue, SendJob, handler)
+    await consumer.start()
+    await _send(pub, amqp, [str(i) for i in range(20)])
+    await wait_for(lambda: _async_true(len(done) == 20), timeout=15)
+    await consumer.stop()
+    assert await _ready_count(amqp, queue) == 0
+    await pub.close()
+
+
+async def test_resubscribes_after_the_broker_drops_the_connection(amqp: AmqpConnection):
+    t = amqp.topology
+    queue, _ = await _setup(amqp)
+    done: set[str] = set()
+    gate = asyncio.Event()
+
+    async def handler(jobs: Sequence[SendJob]) -> list[BaseException | None]:
+        if any(j.message_id == "slow" for j in jobs):
+            await gate.wait()
+        done.update(j.message_id for j in jobs)
+        return [None] * len(jobs)
+
+    worker = AmqpConnection(amqp.url, t, name="batch-under-test")
+    await worker.connect()
+    consumer = BatchConsumer(worker, queue, SendJob, handler)
+    await consumer.start()
+    pub_conn = AmqpConnection(amqp.url, t)
+    await pub_conn.connect()
+    pub = Publisher(pub_conn)
+    await _send(pub, amqp, ["slow"])
+    await asyncio.sleep(0.5)
+    await asyncio.to_thread(_close_all_connections)
+    gate.set()  # finishes on a dead channel: its ack fails, the broker redelivers it
+    await pub.close()
+    await pub_conn.close()
+
+    pub_conn = AmqpConnection(amqp.url, t)
+    await pub_conn.connect()
+    pub = Publisher(pub_conn)
+    await _send(pub, pub_conn, [f"after{i}" for i in range(10)])
+    await wait_for(lambda: _async_true(len(done) == 11), timeout=30)
+    await consumer.stop()
+    assert await _ready_count(pub_conn, queue) == 0
+    await pub.close()
+    await pub_conn.close()
+    await worker.close()
+
+
+async def test_stop_gives_back_what_is_still_in_hand(amqp: AmqpConnection):
+    queue, pub = await _setup(amqp)
+
+    async def handler(jobs: Sequence[SendJob]) -> list[BaseException | None]:
+        await asyncio.sleep(3600)
+        return [None] * len(jobs)
+
+    consumer = BatchConsumer(amqp, queue, SendJob, handler)
+    await consumer.start()
+    await _send(pub, amqp, [str(i) for i in range(5)])
+    await wait_for(lambda: _async_true(consumer.in_flight == 5), timeout=10)
+    await consumer.stop(timeout=0.5)
+    assert await _ready_count(amqp, queue) == 5
+    await pub.close()
