@@ -196,7 +196,7 @@ class WebhooksConfig(_Section):
 class InboundConfig(_Section):
     reassembly_timeout: float = Field(3600.0, gt=0)
     metrics_port: int = Field(9101, ge=0, lt=65536)
-    batch_size: int = Field(500, ge=1)  # status events applied per transaction (and prefetch)
+    batch_size: int = Field(500, ge=1)  # status events per transaction; prefetch is 3x
     expiry_interval: float = Field(5.0, gt=0)  # validity expiry and reassembly timeout sweeps
     expiry_grace: float = Field(3600.0, ge=0)  # sent messages wait this long for a late report
     report_match_window: float = Field(7 * 86400.0, gt=0)  # how far back a report may match
