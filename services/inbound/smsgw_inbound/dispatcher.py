@@ -3,8 +3,9 @@
 - Several inbound processes may run: claims use FOR UPDATE SKIP LOCKED and lease each
   delivery (its next attempt moves ahead) so a crashed process's work comes back later.
 - Each endpoint (URL) has its own concurrency limit and a bounded local queue; an endpoint
-  whose queue is full is left out of the next claim. A slow or dead endpoint therefore only
-  ever occupies its own slots and never delays the others.
+  whose queue is full is left out of the next claim, which goes URL by URL (an index per
+  URL), so its backlog is not even read. A slow or dead endpoint therefore only ever
+  occupies its own slots and never delays the others.
 - A failed attempt (timeout, connection error, non-2xx, redirect) is retried after the next
   delay of `webhooks.retry_schedule` (±20 % jitter); after the last one the delivery is
   `dead`. Every attempt is recorded (batched writes).

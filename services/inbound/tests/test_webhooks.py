@@ -8,9 +8,13 @@ import contextlib
 import itertools
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
+from sqlalchemy import event, insert, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from standardwebhooks import Webhook
 
@@ -18,7 +22,8 @@ from smsgw_inbound.dispatcher import Dispatcher
 from smsgw_inbound.events import LogEvent, record_events, stable_id
 from smsgw_shared.config import Settings, WebhooksConfig
 from smsgw_shared.messages import utcnow
-from smsgw_shared.store.repos.webhooks import WebhookRepository
+from smsgw_shared.store.repos.webhooks import ClaimedDelivery, WebhookRepository
+from smsgw_shared.store.schema import webhook_deliveries
 from smsgw_shared.testing.helpers import wait_for
 from smsgw_shared.urlguard import UrlRefused, check_url
 
@@ -197,3 +202,175 @@ async def _all_dead(repo: WebhookRepository) -> bool:
         if not await _delivery_status(repo, h["id"], "dead"):
             return False
     return True
+
+
+def _delivery_rows(
+    url: str,
+    times: list[datetime],
+    webhook_id: uuid.UUID | None = None,
+    status: str = "pending",
+) -> list[dict[str, Any]]:
+    """Deliveries to `url` whose next attempt is at `times`."""
+    return [
+        {
+            "id": (i := uuid.uuid4()),
+            "webhook_id": webhook_id,
+            "url": url,
+            "event_id": f"ev-{i}",
+            "event_type": "message.received",
+            "payload": "{}",
+            "status": status,
+            "next_attempt_at": t,
+        }
+        for t in times
+    ]
+
+
+async def _add_deliveries(
+    engine: AsyncEngine,
+    url: str,
+    times: list[datetime],
+    webhook_id: uuid.UUID | None = None,
+    status: str = "pending",
+) -> list[uuid.UUID]:
+    """Store `_delivery_rows`; their ids, in the order of `times`."""
+    rows = _delivery_rows(url, times, webhook_id, status)
+    async with engine.begin() as conn:
+        await conn.execute(insert(webhook_deliveries), rows)
+    return [r["id"] for r in rows]
+
+
+def _claim_order_ok(claimed: list[ClaimedDelivery], due: dict[uuid.UUID, datetime]) -> bool:
+    return [due[c.id] for c in claimed] == sorted(due[c.id] for c in claimed)
+
+
+async def test_claim_skips_a_full_urls_backlog(
+    engine: AsyncEngine, repo: WebhookRepository
+) -> None:
+    """A URL without room and with thousands of due deliveries interleaved (in time) with a
+    healthy URL's: the healthy one's due deliveries still come oldest first, within its room
+    and the total limit, and the full URL's never."""
+    dead_hook, _ = await repo.create(url="http://dead.invalid/hook", events=["*"])
+    ok_hook, _ = await repo.create(url="http://ok.invalid/hook", events=["*"])
+    base = utcnow() - timedelta(hours=1)
+    dead_ids = await _add_deliveries(
+        engine,
+        dead_hook["url"],
+        [base + timedelta(milliseconds=i) for i in range(3000)],
+        dead_hook["id"],
+    )
+    ok_times = [base + timedelta(milliseconds=100 * i + 50) for i in range(30)]
+    ok_ids = await _add_deliveries(engine, ok_hook["url"], ok_times, ok_hook["id"])
+    due = dict(zip(ok_ids, ok_times, strict=True))
+    # Not claimable: due later, or no longer pending.
+    await _add_deliveries(engine, ok_hook["url"], [utcnow() + timedelta(hours=1)], ok_hook["id"])
+    await _add_deliveries(engine, ok_hook["url"], [base], ok_hook["id"], status="succeeded")
+    await _add_deliveries(engine, ok_hook["url"], [base], ok_hook["id"], status="dead")
+    full = {dead_hook["url"]: 0}
+
+    # Room of the healthy URL (10) below the default and the limit.
+    got = await repo.claim(500, full | {ok_hook["url"]: 10}, 100, 60.0, 3600.0)
+    assert [c.id for c in got] == ok_ids[:10]
+    assert all(c.url == ok_hook["url"] and c.secrets for c in got)
+    # The total limit (7) below the URL's (default) room; the 10 above are leased now.
+    got = await repo.claim(7, full, 100, 60.0, 3600.0)
+    assert [c.id for c in got] == ok_ids[10:17]
+    # The rest, and never the full URL's, nor those due later or not pending.
+    got = await repo.claim(500, full, 100, 60.0, 3600.0)
+    assert [c.id for c in got] == ok_ids[17:]
+    assert _claim_order_ok(got, due)
+    assert await repo.claim(500, full, 100, 60.0, 3600.0) == []
+    # With room again, the dead URL's oldest come back (room-limited).
+    got = await repo.claim(500, {dead_hook["url"]: 5}, 100, 60.0, 3600.0)
+    assert [c.id for c in got] == dead_ids[:5]
+
+
+async def test_claim_spreads_across_urls(engine: AsyncEngine, repo: WebhookRepository) -> None:
+    """Every URL with due deliveries gets its share (status callbacks: one URL each)."""
+    assert await repo.claim(500, {}, 4, 60.0, 3600.0) == []  # nothing pending at all
+    base = utcnow() - timedelta(minutes=10)
+    urls = [f"https://cb{i:03}.invalid/status" for i in range(300)]
+    due: dict[uuid.UUID, datetime] = {}
+    oldest: dict[str, list[uuid.UUID]] = {}
+    for n, url in enumerate(urls[:5]):
+        times = [base + timedelta(seconds=j, milliseconds=n) for j in range(20)]
+        ids = await _add_deliveries(engine, url, times)
+        due |= dict(zip(ids, times, strict=True))
+        oldest[url] = ids
+
+    got = await repo.claim(500, {}, 4, 60.0, 3600.0)
+    assert Counter(c.url for c in got) == dict.fromkeys(urls[:5], 4)
+    assert {c.id for c in got} == {i for ids in oldest.values() for i in ids[:4]}
+    assert _claim_order_ok(got, due)
+    assert all(c.webhook_id is None and c.secrets == () for c in got)
+
+    # Per-URL room (one full, one smaller than the default) and a total limit.
+    room = {urls[0]: 0, urls[1]: 2}
+    got = await repo.claim(9, room, 3, 60.0, 3600.0)
+    per_url = Counter(c.url for c in got)
+    assert len(got) == 9 and urls[0] not in per_url and per_url[urls[1]] == 2
+    assert all(n <= 3 for n in per_url.values())
+    for url in per_url:  # each URL's next oldest, after the 4 leased above
+        assert {c.id for c in got if c.url == url} == set(oldest[url][4 : 4 + per_url[url]])
+
+    # Many URLs: one each, every one of them.
+    for n, url in enumerate(urls[5:]):
+        times = [base + timedelta(seconds=j, milliseconds=n) for j in range(2)]
+        await _add_deliveries(engine, url, times)
+    got = await repo.claim(500, dict.fromkeys(urls[:5], 0), 1, 60.0, 3600.0)
+    assert sorted(c.url for c in got) == urls[5:]
+
+
+def _rows_read(plan: dict[str, Any]) -> Iterator[int]:
+    """Rows of webhook_deliveries each scan of an EXPLAIN ANALYZE plan returned or dropped."""
+    if plan.get("Relation Name") == "webhook_deliveries":
+        dropped = plan.get("Rows Removed by Filter", 0) + plan.get(
+            "Rows Removed by Index Recheck", 0
+        )
+        yield (plan["Actual Rows"] + dropped) * plan["Actual Loops"]
+    for sub in plan.get("Plans", ()):
+        yield from _rows_read(sub)
+
+
+async def test_claim_never_reads_a_full_urls_backlog(
+    engine: AsyncEngine, repo: WebhookRepository
+) -> None:
+    """The claim's statement, run again under EXPLAIN ANALYZE: with a full URL's 3,000 due
+    deliveries interleaved with a healthy URL's, only the healthy URL's rows are read. (With
+    these statistics and a plain `url = ...`, the planner walks ix_deliveries_due, every
+    URL's due rows in time order, instead; so did the single time-ordered claim before.)"""
+    dead_hook, _ = await repo.create(url="http://dead.invalid/hook", events=["*"])
+    ok_hook, _ = await repo.create(url="http://ok.invalid/hook", events=["*"])
+    base = utcnow() - timedelta(hours=1)
+    # Stored in time order, both URLs mixed, as the projection enqueues them.
+    rows = _delivery_rows(
+        dead_hook["url"], [base + timedelta(milliseconds=i) for i in range(3000)], dead_hook["id"]
+    ) + _delivery_rows(
+        ok_hook["url"],
+        [base + timedelta(milliseconds=2 * i + 1) for i in range(1500)],
+        ok_hook["id"],
+    )
+    rows.sort(key=lambda r: r["next_attempt_at"])
+    async with engine.begin() as conn:
+        await conn.execute(insert(webhook_deliveries), rows)
+    async with engine.connect() as conn:
+        autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        await autocommit.execute(text("VACUUM ANALYZE webhook_deliveries"))
+    captured: list[tuple[str, Any]] = []
+
+    def capture(conn: Any, cursor: Any, stmt: str, params: Any, *_: Any) -> None:
+        if "LATERAL" in stmt:
+            captured.append((stmt, params))
+
+    event.listen(engine.sync_engine, "before_cursor_execute", capture)
+    try:
+        got = await repo.claim(500, {dead_hook["url"]: 0}, 100, 60.0, 3600.0)
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", capture)
+    assert len(got) == 100 and {c.url for c in got} == {ok_hook["url"]}
+    [(stmt, params)] = captured
+    async with engine.connect() as conn:  # rolled back: the rows it locks are not claimed
+        res = await conn.exec_driver_sql("EXPLAIN (ANALYZE, FORMAT JSON) " + stmt, params)
+        plan = res.scalar_one()[0]["Plan"]
+    # The healthy URL's next 100 plus a few index probes; none of the full URL's 3,000.
+    assert sum(_rows_read(plan)) <= 100 + 5

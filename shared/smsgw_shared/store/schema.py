@@ -270,6 +270,13 @@ webhook_deliveries = Table(
     _ts("updated_at", False, True),
     UniqueConstraint("webhook_id", "event_id", "url", name="uq_webhook_deliveries_event"),
     Index("ix_deliveries_due", "next_attempt_at", postgresql_where=text("status = 'pending'")),
+    # Claims go per URL (skip scan over the URLs, then each one's oldest due rows).
+    Index(
+        "ix_deliveries_url_due",
+        "url",
+        "next_attempt_at",
+        postgresql_where=text("status = 'pending'"),
+    ),
     Index("ix_deliveries_webhook", "webhook_id", "created_at"),
 )
 

@@ -10,8 +10,22 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Text, Uuid, all_, and_, any_, bindparam, func, insert, or_, select, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import (
+    Integer,
+    Uuid,
+    and_,
+    any_,
+    bindparam,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    true,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -242,31 +256,64 @@ class WebhookRepository:
         most `room[url]` (else `default_room`) per URL and none for URLs without room, pushing
         their next attempt `lease` seconds ahead so a crashed dispatcher's work comes back.
 
-        The scan follows the due-index in time order and skips full URLs in the query, so a
-        dead endpoint's backlog costs the others one index step per row, never a sort."""
+        Claimed per URL, so a dead endpoint's backlog is never walked through for the others:
+        a skip scan over `ix_deliveries_url_due` lists the URLs with pending deliveries (the
+        smallest, then the next one above it, ...: one index probe per URL), URLs without
+        room are dropped, and for each remaining URL a LATERAL sub-select takes its oldest due
+        rows (at most its room) from the same index."""
         d, w = webhook_deliveries, webhooks
-        conds = [d.c.status == "pending", d.c.next_attempt_at <= func.now()]
-        full = sorted(u for u, n in room.items() if n <= 0)
-        if full:
-            conds.append(d.c.url != all_(bindparam(None, full, type_=ARRAY(Text))))
+        # A literal, not a bound parameter: a generic plan of the prepared statement could
+        # not use the partial index otherwise.
+        pending = d.c.status == literal_column("'pending'")
+        urls = select(func.min(d.c.url).label("url")).where(pending).cte("urls", recursive=True)
+        urls = urls.union_all(
+            select(
+                select(func.min(d.c.url)).where(pending, d.c.url > urls.c.url).scalar_subquery()
+            ).where(urls.c.url.is_not(None))
+        )
+        # Room per URL as a JSON object (one binary search per URL, however many endpoints
+        # the dispatcher knows); URLs at the default are left out.
+        own = {u: n for u, n in room.items() if n != default_room}
+        n = func.coalesce(
+            bindparam(None, own, type_=JSONB)[urls.c.url].astext.cast(Integer), default_room
+        )
+        todo = (
+            select(urls.c.url, func.least(n, limit).label("n"))
+            .where(urls.c.url.is_not(None), n > 0)
+            .cte("todo")
+        )
+        # `url = todo.url AND next_attempt_at <= now()`, written as a range of (url,
+        # next_attempt_at) that only ix_deliveries_url_due serves: given `url = ...` the
+        # planner may rather walk ix_deliveries_due (every URL's due rows in time order)
+        # filtering on url, which is the walk through a dead endpoint's backlog this avoids.
+        due = (
+            select(d)
+            .where(
+                pending,
+                d.c.url >= todo.c.url,
+                tuple_(d.c.url, d.c.next_attempt_at) <= tuple_(todo.c.url, func.now()),
+            )
+            .order_by(d.c.url, d.c.next_attempt_at)
+            .limit(todo.c.n)
+            .with_for_update(skip_locked=True)
+            .lateral("due")
+        )
         stmt = (
-            select(d, w.c.secrets, w.c.secrets_rotated_at)
-            .select_from(d.outerjoin(w, w.c.id == d.c.webhook_id))
-            .where(*conds)
-            .order_by(d.c.next_attempt_at)
+            select(due, w.c.secrets, w.c.secrets_rotated_at)
+            .select_from(todo.join(due, true()).outerjoin(w, w.c.id == due.c.webhook_id))
             .limit(limit)
-            .with_for_update(of=d, skip_locked=True)
         )
         async with self.engine.begin() as conn:
             left = dict(room)
             rows = []
             for r in await conn.execute(stmt):
-                n = left.get(r.url, default_room)
-                if n > 0:
+                n_left = left.get(r.url, default_room)
+                if n_left > 0:
                     rows.append(r)
-                    left[r.url] = n - 1
+                    left[r.url] = n_left - 1
             if not rows:
                 return []
+            rows.sort(key=lambda r: r.next_attempt_at)  # the query yields them URL by URL
             now = (await conn.execute(select(func.now()))).scalar_one()
             await conn.execute(
                 update(d)
