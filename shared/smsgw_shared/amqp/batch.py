@@ -36,6 +36,8 @@ from smsgw_shared.messages.base import PayloadError
 
 log = logging.getLogger(__name__)
 
+RESUBSCRIBE_S = 2.0
+
 BatchHandler = Callable[[Sequence[P]], Awaitable[Sequence[BaseException | None]]]
 
 
@@ -83,6 +85,8 @@ class BatchConsumer(Generic[P]):
         self._idle = asyncio.Event()
         self._idle.set()
         self._handling = 0
+        self._stopping = False
+        self._resubscribing: asyncio.Task[None] | None = None
 
     @property
     def in_flight(self) -> int:
@@ -98,17 +102,60 @@ class BatchConsumer(Generic[P]):
     async def _subscribe(self) -> None:
         assert self._channel is not None
         raw = await self._channel.get_underlay_channel()
+        raw.on_consumer_cancel_callbacks.add(self._on_cancel)
         ok = await raw.basic_consume(self.queue_name, self._on_delivery, no_ack=False)
         self._consumer_tag = ok.consumer_tag
+
+    def _on_cancel(self, frame: Any) -> None:
+        """The broker cancelled our consumer (the queue was deleted, e.g. by an operator):
+        subscribe again until the queue is back."""
+        if frame.consumer_tag != self._consumer_tag or self._stopping:
+            return
+        log.warning("consumer cancelled by the broker", extra={"queue": self.queue_name})
+        if self._resubscribing is None or self._resubscribing.done():
+            self._resubscribing = asyncio.create_task(self._resubscribe())
+
+    async def _resubscribe(self) -> None:
+        while not self._stopping:
+            await asyncio.sleep(RESUBSCRIBE_S)
+            try:
+                # Consuming from a missing queue would close our channel: look first, on a
+                # channel of its own.
+                if not await self._queue_exists():
+                    continue
+                assert self._channel is not None
+                if self._channel.is_closed:
+                    await self._channel.reopen()  # subscribes again in _on_reopen
+                else:
+                    await self._subscribe()
+                log.info("subscribed again", extra={"queue": self.queue_name})
+                return
+            except Exception as exc:
+                log.warning("subscribe failed: %r", exc, extra={"queue": self.queue_name})
+
+    async def _queue_exists(self) -> bool:
+        ch = await self._amqp.channel(confirms=False)
+        try:
+            await ch.declare_queue(self.queue_name, passive=True)
+            return True
+        except Exception:
+            return False
+        finally:
+            if not ch.is_closed:
+                await ch.close()
 
     async def _on_reopen(self, *_: Any) -> None:
         # The robust channel restored its QoS; our consumer lives on the raw channel below
         # it, which is new after a reconnect.
         try:
+            if not await self._queue_exists():
+                raise LookupError(f"queue {self.queue_name} is gone")
             await self._subscribe()
             log.info("re-subscribed after reconnect", extra={"queue": self.queue_name})
-        except Exception:
-            log.exception("re-subscribe failed", extra={"queue": self.queue_name})
+        except Exception as exc:
+            log.warning("re-subscribe failed: %r", exc, extra={"queue": self.queue_name})
+            if self._resubscribing is None or self._resubscribing.done():
+                self._resubscribing = asyncio.create_task(self._resubscribe())
 
     async def _on_delivery(self, message: aiormq.abc.DeliveredMessage) -> None:
         self._acks.track(message.channel, _tag(message))
@@ -178,6 +225,9 @@ class BatchConsumer(Generic[P]):
 
     async def stop(self, timeout: float = 30.0) -> None:
         """Stop taking messages, finish the ones in hand (up to `timeout`), close."""
+        self._stopping = True
+        if self._resubscribing is not None:
+            self._resubscribing.cancel()
         if self._channel is not None:
             self._channel.reopen_callbacks.discard(self._on_reopen)
             if self._consumer_tag is not None and not self._channel.is_closed:

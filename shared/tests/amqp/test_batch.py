@@ -160,3 +160,33 @@ async def test_stop_gives_back_what_is_still_in_hand(amqp: AmqpConnection):
     await consumer.stop(timeout=0.5)
     assert await _ready_count(amqp, queue) == 5
     await pub.close()
+
+
+async def test_subscribes_again_when_the_broker_cancels_the_consumer(amqp: AmqpConnection):
+    """An operator deletes the queue and declares it again: consuming resumes."""
+    t = amqp.topology
+    queue, pub = await _setup(amqp)
+    done: set[str] = set()
+
+    async def handler(jobs: Sequence[SendJob]) -> list[BaseException | None]:
+        done.update(j.message_id for j in jobs)
+        return [None] * len(jobs)
+
+    consumer = BatchConsumer(amqp, queue, SendJob, handler)
+    await consumer.start()
+    await _send(pub, amqp, ["before"])
+    await wait_for(lambda: _async_true("before" in done), timeout=10)
+
+    ch = await amqp.channel(confirms=False)
+    await ch.queue_delete(queue, if_unused=False, if_empty=False)
+    await ch.close()
+    await asyncio.sleep(0.5)
+    again = AmqpConnection(amqp.url, t)  # a fresh connection declares from scratch
+    await again.connect()
+    await again.declare(t.job_queues("modem:*"))
+    await again.close()
+
+    await _send(pub, amqp, ["after"])
+    await wait_for(lambda: _async_true("after" in done), timeout=20)
+    await consumer.stop()
+    await pub.close()
