@@ -26,7 +26,6 @@ import aiormq
 from aio_pika.abc import AbstractRobustChannel
 from aio_pika.message import IncomingMessage
 
-from smsgw_shared.amqp.acks import Acker
 from smsgw_shared.amqp.connection import AmqpConnection
 from smsgw_shared.amqp.consumer import DeadLetterHook, Disposition, P, attempt_of, deliveries_of
 from smsgw_shared.amqp.outcomes import Outcome
@@ -70,11 +69,10 @@ class BatchConsumer(Generic[P]):
         self.batch_size = batch_size
         self._prefetch = prefetch
         self._max_deliveries = max_deliveries
-        self._publisher = publisher or Publisher(amqp)
-        self._acks = Acker()
         self._disposition = Disposition(
-            amqp.topology, queue, max_attempts, self._publisher, self._acks, on_dead_letter
+            amqp.topology, queue, max_attempts, publisher or Publisher(amqp), on_dead_letter
         )
+        self._acks = self._disposition.acks
         self._channel: AbstractRobustChannel | None = None
         self._consumer_tag: str | None = None
         self._buffer: list[aiormq.abc.DeliveredMessage] = []
@@ -112,6 +110,9 @@ class BatchConsumer(Generic[P]):
         if frame.consumer_tag != self._consumer_tag or self._stopping:
             return
         log.warning("consumer cancelled by the broker", extra={"queue": self.queue_name})
+        self._keep_resubscribing()
+
+    def _keep_resubscribing(self) -> None:
         if self._resubscribing is None or self._resubscribing.done():
             self._resubscribing = asyncio.create_task(self._resubscribe())
 
@@ -154,8 +155,7 @@ class BatchConsumer(Generic[P]):
             log.info("re-subscribed after reconnect", extra={"queue": self.queue_name})
         except Exception as exc:
             log.warning("re-subscribe failed: %r", exc, extra={"queue": self.queue_name})
-            if self._resubscribing is None or self._resubscribing.done():
-                self._resubscribing = asyncio.create_task(self._resubscribe())
+            self._keep_resubscribing()
 
     async def _on_delivery(self, message: aiormq.abc.DeliveredMessage) -> None:
         self._acks.track(message.channel, _tag(message))
@@ -208,12 +208,12 @@ class BatchConsumer(Generic[P]):
             if len(outcomes) != len(items):
                 raise RuntimeError(f"handler gave {len(outcomes)} outcomes for {len(items)}")
         except asyncio.CancelledError:
-            await asyncio.gather(*(self._disposition.nack(IncomingMessage(r)) for r, _, _ in items))
+            await self._requeue([r for r, _, _ in items])
             raise
         except Exception:
             log.exception("batch handler crashed; batch requeued", extra={"queue": self.queue_name})
             await asyncio.sleep(0.5)  # don't spin on a batch that crashes at once
-            await asyncio.gather(*(self._disposition.nack(IncomingMessage(r)) for r, _, _ in items))
+            await self._requeue([r for r, _, _ in items])
             return
         if any(o is not None and not isinstance(o, Outcome) for o in outcomes):
             await asyncio.sleep(0.5)  # items that failed on their own are requeued: no spin
@@ -222,6 +222,9 @@ class BatchConsumer(Generic[P]):
                 self._acks.done(raw.channel, _tag(raw))
             else:
                 await self._disposition.apply(IncomingMessage(raw), attempt, outcome)
+
+    async def _requeue(self, batch: Sequence[aiormq.abc.DeliveredMessage]) -> None:
+        await asyncio.gather(*(self._disposition.nack(IncomingMessage(r)) for r in batch))
 
     async def stop(self, timeout: float = 30.0) -> None:
         """Stop taking messages, finish the ones in hand (up to `timeout`), close."""
@@ -252,4 +255,4 @@ class BatchConsumer(Generic[P]):
         await self._acks.drain()
         if self._channel is not None and not self._channel.is_closed:
             await self._channel.close()
-        await self._publisher.close()
+        await self._disposition.publisher.close()

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
@@ -70,8 +70,8 @@ class Disposition:
     queue_name: str
     max_attempts: int
     publisher: Publisher
-    acks: Acker
     on_dead_letter: DeadLetterHook | None = None
+    acks: Acker = field(default_factory=Acker)
 
     def ack(self, message: AbstractIncomingMessage) -> None:
         self.acks.done(_channel_of(message), message.delivery_tag or 0)
@@ -176,7 +176,6 @@ class Consumer(Generic[P]):
         self._handler = handler
         self._prefetch = prefetch
         self._max_attempts = max_attempts
-        self._publisher = publisher or Publisher(amqp)
         self._max_deliveries = max_deliveries
         self._channel: AbstractRobustChannel | None = None
         self._queue: AbstractQueue | None = None
@@ -184,10 +183,10 @@ class Consumer(Generic[P]):
         self._in_flight: set[asyncio.Task[Any]] = set()
         self._idle = asyncio.Event()
         self._idle.set()
-        self._acks = Acker()
         self._disposition = Disposition(
-            amqp.topology, queue, max_attempts, self._publisher, self._acks, on_dead_letter
+            amqp.topology, queue, max_attempts, publisher or Publisher(amqp), on_dead_letter
         )
+        self._acks = self._disposition.acks
 
     @property
     def in_flight(self) -> int:
@@ -282,4 +281,4 @@ class Consumer(Generic[P]):
         await self._acks.drain()
         if self._channel is not None and not self._channel.is_closed:
             await self._channel.close()
-        await self._publisher.close()
+        await self._disposition.publisher.close()
