@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from smsgw_shared.amqp import Outgoing, Publisher, PublishError
+from smsgw_shared.store.direct import DirectConnection
 from smsgw_shared.store.repos.messages import MessageRepository, OutboxRow
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ class GroupCommitter:
 
     def __init__(self, repo: MessageRepository, max_rows: int = 5000, writers: int = 3) -> None:
         self.repo = repo
+        self._connections: list[DirectConnection] = []
         self.max_rows = max_rows
         # A few commits in flight at once: while one waits for its fsync the next batch fills.
         self.writers = writers
@@ -45,8 +47,11 @@ class GroupCommitter:
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
+        # Each writer has a connection of its own, outside SQLAlchemy's pool.
+        self._connections = [self.repo.direct() for _ in range(self.writers)]
         self._tasks = [
-            asyncio.create_task(self._loop(), name=f"group-commit-{i}") for i in range(self.writers)
+            asyncio.create_task(self._loop(conn), name=f"group-commit-{i}")
+            for i, conn in enumerate(self._connections)
         ]
 
     async def submit(
@@ -57,7 +62,7 @@ class GroupCommitter:
         self._queue.put_nowait(item)
         return await item.future
 
-    async def _loop(self) -> None:
+    async def _loop(self, conn: DirectConnection) -> None:
         while True:
             first = await self._queue.get()
             batch = [first]
@@ -66,13 +71,13 @@ class GroupCommitter:
                 nxt = self._queue.get_nowait()
                 batch.append(nxt)
                 count += len(nxt.rows)
-            await self._commit(batch)
+            await self._commit(conn, batch)
 
-    async def _commit(self, batch: list[_Pending]) -> None:
+    async def _commit(self, conn: DirectConnection, batch: list[_Pending]) -> None:
         rows = [r for p in batch for r in p.rows]
         jobs = [j for p in batch for j in p.jobs]
         try:
-            ids = await self.repo.accept(rows, jobs)
+            ids = await self.repo.accept(conn, rows, jobs)
         except Exception as exc:
             for p in batch:
                 if not p.future.done():
@@ -91,6 +96,8 @@ class GroupCommitter:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        for conn in self._connections:
+            await conn.close()
 
 
 class JobDispatcher:
@@ -102,6 +109,7 @@ class JobDispatcher:
         self.chunk = chunk
         self._queue: asyncio.Queue[tuple[int, Outgoing]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._conn = repo.direct()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="job-dispatch")
@@ -132,7 +140,7 @@ class JobDispatcher:
             errors = [PublishError("publish timed out")] * len(batch)
         done = [oid for (oid, _), err in zip(batch, errors, strict=True) if err is None]
         failed = [oid for (oid, _), err in zip(batch, errors, strict=True) if err is not None]
-        await self.repo.delete_outbox(done)
+        await self.repo.delete_outbox(self._conn, done)
         if failed:
             first = next(e for e in errors if e is not None)
             log.warning("publish failed for %d job(s): %s", len(failed), first)
@@ -147,6 +155,7 @@ class JobDispatcher:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        await self._conn.close()
 
 
 class OutboxRelay:

@@ -8,12 +8,63 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import asyncpg
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from smsgw_shared.store.direct import DirectConnection, asyncpg_dsn
 from smsgw_shared.store.schema import message_events, message_parts, messages, outbox
 
 CANCELABLE = ("scheduled", "queued")
+
+# The accept statement: arrays of columns, unnested; messages, their first history entry
+# and their outbox jobs in one round trip and one implicit transaction.
+_ACCEPT_MESSAGE_COLUMNS = (
+    ("id", "uuid"),
+    ("batch_id", "uuid"),
+    ("api_key_id", "uuid"),
+    ("to_number", "text"),
+    ("sender", "text"),
+    ("text", "text"),
+    ("encoding", "text"),
+    ("parts_count", "int2"),
+    ("route", "text"),
+    ("status", "text"),
+    ("flash", "bool"),
+    ("dlr", "bool"),
+    ("validity", "int4"),
+    ("reference", "text"),
+    ("status_callback", "text"),
+    ("job_id", "uuid"),
+    ("send_at", "timestamptz"),
+    ("expires_at", "timestamptz"),
+)
+_ACCEPT_OUTBOX_COLUMNS = (
+    ("message_id", "uuid"),
+    ("exchange", "text"),
+    ("routing_key", "text"),
+    ("body", "text"),
+    ("available_at", "timestamptz"),
+)
+
+
+def _unnest(columns: Sequence[tuple[str, str]], first: int) -> str:
+    return ", ".join(f"${first + i}::{t}[]" for i, (_, t) in enumerate(columns))
+
+
+_ACCEPT_SQL = f"""
+WITH m AS (
+    INSERT INTO messages ({", ".join(c for c, _ in _ACCEPT_MESSAGE_COLUMNS)})
+    SELECT * FROM unnest({_unnest(_ACCEPT_MESSAGE_COLUMNS, 1)})
+    RETURNING id, status
+), e AS (
+    INSERT INTO message_events (message_id, state, source) SELECT id, status, 'api' FROM m
+)
+INSERT INTO outbox ({", ".join(c for c, _ in _ACCEPT_OUTBOX_COLUMNS)})
+SELECT * FROM unnest({_unnest(_ACCEPT_OUTBOX_COLUMNS, len(_ACCEPT_MESSAGE_COLUMNS) + 1)})
+RETURNING id, message_id
+"""  # noqa: S608 (column names are constants)
+_DELETE_OUTBOX_SQL = "DELETE FROM outbox WHERE id = ANY($1::int8[])"
 
 
 @dataclass(frozen=True)
@@ -46,39 +97,33 @@ class MessageRepository:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
 
+    def direct(self) -> DirectConnection:
+        """A connection of its own for a hot-path writer (see `accept`)."""
+        return DirectConnection(asyncpg_dsn(self.engine.url))
+
     async def accept(
-        self, rows: Sequence[dict[str, Any]], jobs: Sequence[dict[str, Any]]
+        self,
+        via: DirectConnection,
+        rows: Sequence[dict[str, Any]],
+        jobs: Sequence[dict[str, Any]],
     ) -> list[int]:
         """Insert message rows, their first history entry and their outbox jobs in one
-        transaction; returns the outbox ids (in `jobs` order)."""
-        async with self.engine.begin() as conn:
-            if rows:
-                await conn.execute(insert(messages), list(rows))
-                await conn.execute(
-                    insert(message_events),
-                    [
-                        {
-                            "message_id": r["id"],
-                            "state": r["status"],
-                            "source": "api",
-                        }
-                        for r in rows
-                    ],
-                )
-            if not jobs:
-                return []
-            # sort_by_parameter_order: the ids must come back in `jobs` order, since the
-            # caller pairs them with the jobs it publishes.
-            res = await conn.execute(
-                insert(outbox).returning(outbox.c.id, sort_by_parameter_order=True), list(jobs)
-            )
-            return [r[0] for r in res]
+        statement (atomic: all or nothing); returns the outbox ids in `jobs` order."""
+        if not rows:
+            return []
+        cols = [[r[c] for r in rows] for c, _ in _ACCEPT_MESSAGE_COLUMNS]
+        jcols = [[j[c] for j in jobs] for c, _ in _ACCEPT_OUTBOX_COLUMNS]
 
-    async def delete_outbox(self, ids: Sequence[int]) -> None:
+        async def _insert(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+            return await conn.fetch(_ACCEPT_SQL, *cols, *jcols)  # type: ignore[no-any-return]
+
+        by_message = {r["message_id"]: r["id"] for r in await via.run(_insert)}
+        return [by_message[j["message_id"]] for j in jobs]
+
+    async def delete_outbox(self, via: DirectConnection, ids: Sequence[int]) -> None:
         """Forget outbox rows whose publish the broker confirmed."""
         if ids:
-            async with self.engine.begin() as conn:
-                await conn.execute(delete(outbox).where(outbox.c.id.in_(list(ids))))
+            await via.run(lambda conn: conn.execute(_DELETE_OUTBOX_SQL, list(ids)))
 
     async def release_outbox(self, ids: Sequence[int], error: str) -> None:
         """Make rows the hot path failed to publish due for the relay now."""
