@@ -8,7 +8,6 @@ import logging
 import os
 from collections.abc import AsyncIterator
 
-import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
@@ -20,13 +19,17 @@ from prometheus_client import (
     multiprocess,
 )
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from smsgw_api.auth import KeyCache
 from smsgw_api.deps import AppState
+from smsgw_api.fastpath import SendFastPath
 from smsgw_api.middleware import BodyLimitMiddleware, MetricsMiddleware
-from smsgw_api.problems import Problem, install_problem_handlers, problem_response
+from smsgw_api.problems import (
+    STORE_ERRORS,
+    install_problem_handlers,
+    problem_response,
+    store_unavailable,
+)
 from smsgw_api.services.ingest import Ingestor
 from smsgw_api.services.pipeline import GroupCommitter, JobDispatcher, OutboxRelay
 from smsgw_api.services.rpc import RpcClient
@@ -36,7 +39,7 @@ from smsgw_shared.amqp.rpc import RpcClient as AmqpRpc
 from smsgw_shared.config import Settings
 from smsgw_shared.routing import Router
 from smsgw_shared.runtime import tune_gc
-from smsgw_shared.store.db import StoreUnavailable, make_engine
+from smsgw_shared.store.db import make_engine
 from smsgw_shared.store.repos.idempotency import IdempotencyRepository
 from smsgw_shared.store.repos.keys import SCOPES, KeyRepository
 from smsgw_shared.store.repos.messages import MessageRepository
@@ -52,28 +55,6 @@ smsgw accepts SMS over REST, stores every message in PostgreSQL and hands it to 
 and SMPP workers over RabbitMQ. Authenticate with `Authorization: Bearer <key>` or
 `X-API-Key: <key>`. Errors are RFC 9457 problem details with a stable `code`.
 """
-
-STORE_ERRORS = (
-    OperationalError,
-    InterfaceError,
-    DBAPIError,
-    PoolTimeout,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    ConnectionError,
-    OSError,
-    StoreUnavailable,
-)
-
-
-def store_unavailable() -> Problem:
-    return Problem(
-        503,
-        "store_unavailable",
-        "Storage temporarily unavailable",
-        "the message store cannot be reached; retry later",
-        headers={"Retry-After": "5"},
-    )
 
 
 def _topology(settings: Settings) -> Topology:
@@ -196,6 +177,9 @@ def create_app(settings: Settings) -> FastAPI:
         version="1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        # FastAPI's own OpenTelemetry hooks look up the global providers on every request;
+        # smsgw exports Prometheus metrics and does not use them.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
         openapi_tags=[
             {"name": "messages", "description": "Send and track SMS"},
             {"name": "inbound", "description": "Received SMS"},
@@ -215,6 +199,8 @@ def create_app(settings: Settings) -> FastAPI:
     for exc_class in STORE_ERRORS:
         app.add_exception_handler(exc_class, _store_down)
 
+    # Added first, so it runs inside CORS, the body limit and the metrics.
+    app.add_middleware(SendFastPath)
     if settings.api.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -94,33 +94,29 @@ def enforce_rate_limit(state: AppState, key: ApiKey) -> None:
         )
 
 
-async def current_key(request: Request, state: StateDep) -> ApiKey:
-    """The caller's key; 401 without a valid one, 429 over its rate."""
-    key = await resolve_key(request, state)
+async def authorize(conn: HTTPConnection, state: AppState, scope: str) -> ApiKey:
+    """The caller's key with `scope` (admin implies every scope): 401 without a valid key,
+    429 over its rate, 403 without the scope."""
+    key = await resolve_key(conn, state)
     if key is None:
         raise UNAUTHORIZED
     enforce_rate_limit(state, key)
-    request.state.api_key = key
+    if not key.has_scope(scope):
+        raise Problem(
+            403, "forbidden_scope", "Insufficient scope", f"this key lacks the {scope!r} scope"
+        )
     return key
 
 
-KeyDep = Annotated[ApiKey, Depends(current_key)]
-
-
 def require(scope: str) -> Callable[[Request], Awaitable[ApiKey]]:
-    """A dependency that demands `scope` (admin implies every scope).
+    """A dependency that demands `scope`.
 
     One flat dependency (no sub-dependencies): FastAPI's dependency solving costs about
     as much per level as the rest of a cached-key request.
     """
 
     async def _check(request: Request) -> ApiKey:
-        key = await current_key(request, request.app.state.smsgw)
-        if not key.has_scope(scope):
-            raise Problem(
-                403, "forbidden_scope", "Insufficient scope", f"this key lacks the {scope!r} scope"
-            )
-        return key
+        return await authorize(request, request.app.state.smsgw, scope)
 
     return _check
 

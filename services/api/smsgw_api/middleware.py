@@ -8,6 +8,8 @@ import time
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from smsgw_api.problems import payload_too_large
+
 REQUESTS = Counter("smsgw_api_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram(
     "smsgw_api_request_seconds",
@@ -54,15 +56,7 @@ class BodyLimitMiddleware:
         self.limit = limit
 
     async def _refuse(self, send: Send) -> None:
-        body = json.dumps(
-            {
-                "type": "https://smsgw.dev/problems/payload_too_large",
-                "title": "Request body too large",
-                "status": 413,
-                "code": "payload_too_large",
-                "detail": f"the body limit is {self.limit} bytes",
-            }
-        ).encode()
+        body = json.dumps(payload_too_large(self.limit).body()).encode()
         await send(
             {
                 "type": "http.response.start",

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from smsgw_shared.store.db import StoreUnavailable
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -58,6 +64,58 @@ def problem_response(problem: Problem, instance: str | None = None) -> JSONRespo
     )
 
 
+def validation_problem(raw: Sequence[Any]) -> Problem:
+    """Pydantic's (or FastAPI's) validation errors as one problem: `400 malformed_json` when
+    the body is not JSON, else `422 validation_error`, with each field and what is wrong."""
+    errors = []
+    for err in raw:
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body",)]
+        msg = err.get("msg", "invalid")
+        if err.get("type") == "extra_forbidden":
+            msg = "unknown field"
+        if err.get("type") == "json_invalid":
+            msg = f"malformed JSON: {err.get('ctx', {}).get('error', 'invalid')}"
+        errors.append({"field": ".".join(loc), "message": msg})
+    malformed = any(e.get("type") == "json_invalid" for e in raw)
+    return Problem(
+        400 if malformed else 422,
+        "malformed_json" if malformed else "validation_error",
+        "Malformed JSON body" if malformed else "The request is not valid",
+        "; ".join(f"{e['field'] or 'body'}: {e['message']}" for e in errors)[:1000],
+        errors=errors,
+    )
+
+
+def payload_too_large(limit: int) -> Problem:
+    return Problem(
+        413, "payload_too_large", "Request body too large", f"the body limit is {limit} bytes"
+    )
+
+
+# What a store that is down or unreachable raises, through SQLAlchemy or asyncpg directly.
+STORE_ERRORS: tuple[type[Exception], ...] = (
+    OperationalError,
+    InterfaceError,
+    DBAPIError,
+    PoolTimeout,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    ConnectionError,
+    OSError,
+    StoreUnavailable,
+)
+
+
+def store_unavailable() -> Problem:
+    return Problem(
+        503,
+        "store_unavailable",
+        "Storage temporarily unavailable",
+        "the message store cannot be reached; retry later",
+        headers={"Retry-After": "5"},
+    )
+
+
 _HTTP_CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -82,24 +140,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = []
-        for err in exc.errors():
-            loc = [str(p) for p in err.get("loc", ()) if p not in ("body",)]
-            msg = err.get("msg", "invalid")
-            if err.get("type") == "extra_forbidden":
-                msg = "unknown field"
-            if err.get("type") == "json_invalid":
-                msg = f"malformed JSON: {err.get('ctx', {}).get('error', 'invalid')}"
-            errors.append({"field": ".".join(loc), "message": msg})
-        malformed = any(e.get("type") == "json_invalid" for e in exc.errors())
-        problem = Problem(
-            400 if malformed else 422,
-            "malformed_json" if malformed else "validation_error",
-            "Malformed JSON body" if malformed else "The request is not valid",
-            "; ".join(f"{e['field'] or 'body'}: {e['message']}" for e in errors)[:1000],
-            errors=errors,
-        )
-        return problem_response(problem, request.url.path)
+        return problem_response(validation_problem(exc.errors()), request.url.path)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

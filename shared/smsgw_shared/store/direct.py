@@ -20,6 +20,7 @@ from smsgw_shared.store.db import StoreUnavailable
 
 T = TypeVar("T")
 
+
 def _statement_error(exc: BaseException) -> bool:
     """The server refused a statement (constraint, syntax…) and the connection is fine;
     anything else (lost socket, shutdown, cancellation, client state error) is not."""

@@ -22,11 +22,10 @@ from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.requests import HTTPConnection
 
-from smsgw_api.app import STORE_ERRORS
 from smsgw_api.compat.common import rate_limited
 from smsgw_api.compat.event_feed import FeedEvent, feed_for
 from smsgw_api.deps import AppState, StateDep, resolve_key
-from smsgw_api.problems import Problem
+from smsgw_api.problems import STORE_ERRORS, Problem
 from smsgw_api.services.ingest import SendSpec
 from smsgw_shared.store.repos.keys import ApiKey
 

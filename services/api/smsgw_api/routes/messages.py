@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 
-from smsgw_api.deps import ReadKey, SendKey, StateDep
+from smsgw_api.deps import AppState, ReadKey, SendKey, StateDep
 from smsgw_api.pagination import decode_cursor, encode_cursor, iso
 from smsgw_api.problems import Problem
 from smsgw_api.schemas import PreviewRequest, PreviewResponse, SendRequest, SendResponse
@@ -77,6 +78,22 @@ async def send(
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> Any:
     """Accept a message; `202` once it is stored (it is then never lost)."""
+    answer = await submit_send(state, key, body, idempotency_key)
+    return JSONResponse(answer.body, status_code=answer.status, headers=answer.headers)
+
+
+@dataclass(frozen=True)
+class SendAnswer:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] | None = None
+
+
+async def submit_send(
+    state: AppState, key: ApiKey, body: SendRequest, idempotency_key: str | None
+) -> SendAnswer:
+    """`POST /v1/messages` once the caller and the body are known (the route above and the
+    fast path in `smsgw_api.fastpath` both end here); errors are raised as `Problem`."""
     if body.send_at is not None and body.send_at.tzinfo is None:
         raise Problem(
             422,
@@ -86,7 +103,7 @@ async def send(
         )
     if idempotency_key is None:
         result = await state.ingestor.accept(key, spec_from(body))
-        return JSONResponse(result.as_dict(), status_code=202)
+        return SendAnswer(202, result.as_dict())
     digest = hashlib.sha256(body.model_dump_json(by_alias=True).encode()).hexdigest()
     record = await state.idempotency.claim(
         key.id, idempotency_key, digest, state.settings.api.idempotency_ttl
@@ -107,9 +124,7 @@ async def send(
                 "a request with this Idempotency-Key is still being processed",
                 headers={"Retry-After": "1"},
             )
-        return JSONResponse(
-            record.response, status_code=record.status_code, headers={"Idempotent-Replayed": "true"}
-        )
+        return SendAnswer(record.status_code, record.response, {"Idempotent-Replayed": "true"})
     try:
         result = await state.ingestor.accept(key, spec_from(body))
     except Problem as exc:
@@ -125,7 +140,7 @@ async def send(
         raise
     answer = result.as_dict()
     await state.idempotency.complete(key.id, idempotency_key, 202, answer)
-    return JSONResponse(answer, status_code=202)
+    return SendAnswer(202, answer)
 
 
 @router.post("/preview", response_model=PreviewResponse, summary="Parts and encoding of a text")
