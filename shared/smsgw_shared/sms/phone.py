@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Literal
 
@@ -30,8 +31,13 @@ def _parse(candidate: str, region: str | None) -> phonenumbers.PhoneNumber | Non
     return number if phonenumbers.is_valid_number(number) else None
 
 
+@functools.lru_cache(maxsize=50_000)
 def normalize_number(raw: str, default_region: str | None = "RU") -> str:
-    """E.164 from '8 (920) 304-86-06', '+7…', '7…' or '00…' forms; else InvalidNumberError."""
+    """E.164 from '8 (920) 304-86-06', '+7…', '7…' or '00…' forms; else InvalidNumberError.
+
+    Parsing and validating costs ~30 µs a number; the same numbers come back all the time
+    (campaign lists, retries, OTPs), so valid ones are remembered (about 10 MB when full;
+    invalid ones are not: the error is raised again each time)."""
     text = raw.strip()
     if not text:
         raise InvalidNumberError(raw, "empty")

@@ -6,6 +6,8 @@ rules — numbers, senders, permissions, encodings, routing, no loss — live in
 
 from __future__ import annotations
 
+import collections
+import json
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -92,6 +94,51 @@ class Accepted:
 
     def as_dict(self) -> dict[str, Any]:
         return {"batch_id": self.batch_id, "messages": [m.as_dict() for m in self.messages]}
+
+
+class JobBodies:
+    """The queue body (`SendJob` JSON) of each recipient of one request.
+
+    Everything but four fields is the same for every recipient, so pydantic serialises the
+    job once, with markers in those fields, and each body is that text with the values put
+    in (ids and E.164 numbers need no escaping; routes are escaped). If a marker does not
+    come out exactly once (a text containing one), each job is serialised on its own.
+    """
+
+    _FIELDS = ("job_id", "message_id", "to", "route")
+    _MARK = "\x00smsgw:{}\x00"
+
+    def __init__(self, **common: Any) -> None:
+        self.common = common
+        marks = {f: self._MARK.format(f) for f in self._FIELDS}
+        text = SendJob(**marks, **common).to_bytes().decode()
+        self._chunks: list[str] | None = None
+        chunks = []
+        for f in self._FIELDS:
+            encoded = json.dumps(marks[f])[1:-1]
+            if text.count(encoded) != 1:
+                return
+            head, text = text.split(encoded)
+            chunks.append(head)
+        chunks.append(text)
+        self._chunks = chunks
+        self._routes: dict[str, str] = {}
+
+    def body(self, job_id: str, message_id: str, to: str, route: str) -> str:
+        c = self._chunks
+        if c is None or not _PLAIN_NUMBER.fullmatch(to):
+            return (
+                SendJob(job_id=job_id, message_id=message_id, to=to, route=route, **self.common)
+                .to_bytes()
+                .decode()
+            )
+        escaped = self._routes.get(route)
+        if escaped is None:
+            escaped = self._routes[route] = json.dumps(route)[1:-1]
+        return f"{c[0]}{job_id}{c[1]}{message_id}{c[2]}{to}{c[3]}{escaped}{c[4]}"
+
+
+_PLAIN_NUMBER = re.compile(r"\+?[0-9]{1,20}")
 
 
 def number_allowed(key: ApiKey, number: str) -> bool:
@@ -207,6 +254,20 @@ class Ingestor:
         jobs: list[dict[str, Any]] = []
         outgoing: list[Outgoing] = []
         seen: set[str] = set()
+        bodies = JobBodies(
+            batch_id=str(batch_id),
+            sender=sender,
+            text=text,
+            encoding=encoding,
+            parts=parts,
+            flash=spec.flash,
+            validity=spec.validity,
+            dlr=spec.dlr,
+            reference=spec.reference,
+            created_at=now,
+        )
+        routing_keys: dict[str, str] = {}
+        available_at = now + timedelta(seconds=HOT_PATH_GRACE_S)
         for raw in spec.recipients:
             outcome = self._recipient(key, raw, spec, seen, encoding, parts)
             result.messages.append(outcome)
@@ -216,6 +277,7 @@ class Ingestor:
             job_id = uuid.uuid4()
             outcome.id = str(mid)
             outcome.status = status
+            route = outcome.route or ""
             rows.append(
                 {
                     "id": mid,
@@ -226,7 +288,7 @@ class Ingestor:
                     "text": text,
                     "encoding": encoding,
                     "parts_count": parts,
-                    "route": outcome.route,
+                    "route": route,
                     "status": status,
                     "flash": spec.flash,
                     "dlr": spec.dlr,
@@ -240,36 +302,25 @@ class Ingestor:
             )
             if scheduled:
                 continue
-            job = SendJob(
-                job_id=str(job_id),
-                message_id=str(mid),
-                batch_id=str(batch_id),
-                to=outcome.to,
-                sender=sender,
-                text=text,
-                encoding=encoding,  # type: ignore[arg-type]
-                parts=parts,
-                flash=spec.flash,
-                validity=spec.validity,
-                dlr=spec.dlr,
-                route=outcome.route or "",
-                reference=spec.reference,
-                created_at=now,
+            body = bodies.body(str(job_id), outcome.id, outcome.to, route)
+            routing_key = routing_keys.get(route)
+            if routing_key is None:
+                routing_key = routing_keys[route] = self.topology.job_routing_key(route)
+            outgoing.append(
+                Outgoing(
+                    self.topology.jobs_exchange,
+                    routing_key,
+                    body.encode(),
+                    message_id=str(job_id),
+                )
             )
-            item = Outgoing(
-                self.topology.jobs_exchange,
-                self.topology.job_routing_key(job.route),
-                job,
-                message_id=job.job_id,
-            )
-            outgoing.append(item)
             jobs.append(
                 {
                     "message_id": mid,
-                    "exchange": item.exchange,
-                    "routing_key": item.routing_key,
-                    "body": job.to_bytes().decode(),
-                    "available_at": now + timedelta(seconds=HOT_PATH_GRACE_S),
+                    "exchange": self.topology.jobs_exchange,
+                    "routing_key": routing_key,
+                    "body": body,
+                    "available_at": available_at,
                 }
             )
         if not rows:
@@ -284,8 +335,9 @@ class Ingestor:
             )
         outbox_ids = await self.committer.submit(rows, jobs)
         self.dispatcher.enqueue(list(zip(outbox_ids, outgoing, strict=True)))
-        for m in result.messages:
-            ACCEPTED.labels(m.route or "none", m.status).inc()
+        counts = collections.Counter((m.route or "none", m.status) for m in result.messages)
+        for (route, state), n in counts.items():
+            ACCEPTED.labels(route, state).inc(n)
         return result
 
     def _recipient(
