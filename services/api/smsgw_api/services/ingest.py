@@ -106,25 +106,31 @@ class JobBodies:
     """
 
     _FIELDS = ("job_id", "message_id", "to", "route")
-    _MARK = "\x00smsgw:{}\x00"
+    _MARKS = {f: f"\x00smsgw:{f}\x00" for f in _FIELDS}
+    _ENCODED = [json.dumps(m)[1:-1] for m in _MARKS.values()]
 
     def __init__(self, **common: Any) -> None:
         self.common = common
-        marks = {f: self._MARK.format(f) for f in self._FIELDS}
-        text = SendJob(**marks, **common).to_bytes().decode()
         self._chunks: list[str] | None = None
+        self._calls = 0
+        self._routes: dict[str, str] = {}
+
+    def _template(self) -> list[str] | None:
+        text = SendJob(**self._MARKS, **self.common).to_bytes().decode()
         chunks = []
-        for f in self._FIELDS:
-            encoded = json.dumps(marks[f])[1:-1]
+        for encoded in self._ENCODED:
             if text.count(encoded) != 1:
-                return
+                return None
             head, text = text.split(encoded)
             chunks.append(head)
         chunks.append(text)
-        self._chunks = chunks
-        self._routes: dict[str, str] = {}
+        return chunks
 
     def body(self, job_id: str, message_id: str, to: str, route: str) -> str:
+        # The template pays from the second recipient on: one-recipient requests skip it.
+        self._calls += 1
+        if self._calls == 2:
+            self._chunks = self._template()
         c = self._chunks
         if c is None or not _PLAIN_NUMBER.fullmatch(to):
             return (
