@@ -132,16 +132,23 @@ def create_app(settings: Settings) -> FastAPI:
 
         async def _broker() -> None:
             await amqp.connect_forever()
-            try:
-                await _declare_job_queues(amqp, settings, router)
-            except Exception as exc:
-                log.error("declaring job queues failed: %r", exc)
+            # Until the exchanges and job queues exist, a publish would be refused (and a
+            # publish to a missing exchange closes its channel): declare until it works.
+            delay = 1.0
+            while True:
+                try:
+                    await _declare_job_queues(amqp, settings, router)
+                    break
+                except Exception as exc:
+                    log.error("declaring job queues failed (retrying in %.0fs): %r", delay, exc)
+                    await asyncio.sleep(delay)
+                    delay = min(30.0, delay * 2)
             broker_ready.set()
 
         broker_task = asyncio.create_task(_broker(), name="broker-connect")
         committer.start()
         dispatcher.start()
-        relay.start()
+        relay.start(after=broker_ready)
         scheduler.start()
 
         async def _backlog() -> None:

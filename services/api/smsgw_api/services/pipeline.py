@@ -169,8 +169,10 @@ class OutboxRelay:
         self.interval = interval
         self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="outbox-relay")
+    def start(self, after: asyncio.Event | None = None) -> None:
+        """Relay every `interval`, from when `after` is set (the broker's topology is
+        declared: the outbox may hold jobs for exchanges that do not exist yet)."""
+        self._task = asyncio.create_task(self._loop(after), name="outbox-relay")
 
     async def _publish_rows(self, rows: list[OutboxRow]) -> list[bool]:
         items = [Outgoing(r.exchange, r.routing_key, r.body.encode()) for r in rows]
@@ -190,7 +192,9 @@ class OutboxRelay:
             if n < 500:
                 return total
 
-    async def _loop(self) -> None:
+    async def _loop(self, after: asyncio.Event | None) -> None:
+        if after is not None:
+            await after.wait()
         while True:
             try:
                 n = await self.run_once()
