@@ -61,14 +61,14 @@ def _topology(settings: Settings) -> Topology:
     return Topology(settings.namespace, settings.workers.retry_delays)
 
 
-async def _declare_job_queues(amqp: AmqpConnection, settings: Settings, router: Router) -> None:
+async def _declare_job_queues(amqp: AmqpConnection, router: Router) -> None:
     """Declare every route's job queue, so a job published before its worker ever ran is
-    kept (mandatory publish would otherwise refuse it)."""
+    kept (mandatory publish would otherwise refuse it); retried until it works."""
     topo = amqp.topology
     specs = []
     for route in router.known_routes():
         specs += topo.job_queues(route)
-    await amqp.declare(specs)
+    await amqp.declare_forever(specs)
 
 
 def metrics_text() -> bytes:
@@ -132,17 +132,7 @@ def create_app(settings: Settings) -> FastAPI:
 
         async def _broker() -> None:
             await amqp.connect_forever()
-            # Until the exchanges and job queues exist, a publish would be refused (and a
-            # publish to a missing exchange closes its channel): declare until it works.
-            delay = 1.0
-            while True:
-                try:
-                    await _declare_job_queues(amqp, settings, router)
-                    break
-                except Exception as exc:
-                    log.error("declaring job queues failed (retrying in %.0fs): %r", delay, exc)
-                    await asyncio.sleep(delay)
-                    delay = min(30.0, delay * 2)
+            await _declare_job_queues(amqp, router)
             broker_ready.set()
 
         broker_task = asyncio.create_task(_broker(), name="broker-connect")

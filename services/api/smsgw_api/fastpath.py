@@ -30,12 +30,14 @@ from smsgw_api.problems import (
     store_unavailable,
     validation_problem,
 )
-from smsgw_api.routes.messages import submit_send
+from smsgw_api.routes.messages import SendAnswer, submit_send
 from smsgw_api.schemas import SendRequest
 
 log = logging.getLogger(__name__)
 
 PATH = "/v1/messages"
+_JSON = b"application/json"
+_PROBLEM = PROBLEM_JSON.encode()
 IDEMPOTENCY_KEY_MAX = 255  # as the route's `Header(max_length=255)`
 
 
@@ -98,36 +100,39 @@ class SendFastPath:
             await self.app(scope, receive, send)
             return
         scope["route"] = _ROUTE
-        state: AppState = scope["app"].state.smsgw
         try:
-            conn = HTTPConnection(scope)
-            key = await authorize(conn, state, "send")
-            raw = await _read_body(receive)
-            if raw is None:
-                return
-            idempotency_key = conn.headers.get("idempotency-key")
-            if idempotency_key is not None and len(idempotency_key) > IDEMPOTENCY_KEY_MAX:
-                raise validation_problem(
-                    [
-                        {
-                            "loc": ("header", "idempotency-key"),
-                            "msg": f"String should have at most {IDEMPOTENCY_KEY_MAX} characters",
-                        }
-                    ]
-                )
-            try:
-                body = SendRequest.model_validate_json(raw)
-            except ValidationError as exc:
-                raise validation_problem(exc.errors()) from None
-            answer = await submit_send(state, key, body, idempotency_key)
-        except Problem as problem:
-            await _respond(
-                send, problem.status, problem.body(PATH), problem.headers, PROBLEM_JSON.encode()
-            )
-            return
+            answer = await self._accept(scope, receive)
+        except Problem as exc:
+            failure = exc
         except STORE_ERRORS as exc:
             log.warning("store error on %s: %r", PATH, exc)
-            down = store_unavailable()
-            await _respond(send, 503, down.body(PATH), down.headers, PROBLEM_JSON.encode())
+            failure = store_unavailable()
+        else:
+            if answer is not None:
+                await _respond(send, answer.status, answer.body, answer.headers, _JSON)
             return
-        await _respond(send, answer.status, answer.body, answer.headers, b"application/json")
+        await _respond(send, failure.status, failure.body(PATH), failure.headers, _PROBLEM)
+
+    async def _accept(self, scope: Scope, receive: Receive) -> SendAnswer | None:
+        """The route's answer, or None if the client went away; errors raised as `Problem`."""
+        state: AppState = scope["app"].state.smsgw
+        conn = HTTPConnection(scope)
+        key = await authorize(conn, state, "send")
+        raw = await _read_body(receive)
+        if raw is None:
+            return None
+        idempotency_key = conn.headers.get("idempotency-key")
+        if idempotency_key is not None and len(idempotency_key) > IDEMPOTENCY_KEY_MAX:
+            raise validation_problem(
+                [
+                    {
+                        "loc": ("header", "idempotency-key"),
+                        "msg": f"String should have at most {IDEMPOTENCY_KEY_MAX} characters",
+                    }
+                ]
+            )
+        try:
+            body = SendRequest.model_validate_json(raw)
+        except ValidationError as exc:
+            raise validation_problem(exc.errors()) from None
+        return await submit_send(state, key, body, idempotency_key)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 import aio_pika
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
@@ -20,6 +20,24 @@ log = logging.getLogger(__name__)
 
 class BrokerUnavailable(ConnectionError):
     """RabbitMQ cannot be reached; the message says where and how to start it."""
+
+
+async def _until_it_works(
+    attempt: Callable[[], Awaitable[None]],
+    errors: tuple[type[Exception], ...],
+    first_delay: float,
+    max_delay: float,
+) -> None:
+    """`attempt()` until it does not raise one of `errors`, backing off exponentially."""
+    delay = first_delay
+    while True:
+        try:
+            await attempt()
+            return
+        except errors as exc:
+            log.warning("%s; retrying in %.0fs", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(max_delay, delay * 2)
 
 
 def _hide_password(url: str) -> str:
@@ -75,16 +93,16 @@ class AmqpConnection:
     async def connect_forever(self, first_delay: float = 1.0, max_delay: float = 30.0) -> None:
         """Keep trying to connect until it works (for services that must start without
         the broker, like the API, whose outbox holds jobs meanwhile)."""
-        delay = first_delay
-        while True:
-            try:
-                await self.connect()
-                log.info("connected to RabbitMQ")
-                return
-            except BrokerUnavailable as exc:
-                log.warning("%s; retrying in %.0fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(max_delay, delay * 2)
+        await _until_it_works(self.connect, (BrokerUnavailable,), first_delay, max_delay)
+        log.info("connected to RabbitMQ")
+
+    async def declare_forever(
+        self, queues: Iterable[QueueSpec] = (), first_delay: float = 1.0, max_delay: float = 30.0
+    ) -> None:
+        """`declare`, again until it works: until the exchanges exist a publish is refused,
+        and one to a missing exchange closes its channel."""
+        specs = list(queues)
+        await _until_it_works(lambda: self.declare(specs), (Exception,), first_delay, max_delay)
 
     async def channel(self, *, confirms: bool = True, prefetch: int = 0) -> AbstractRobustChannel:
         """A new channel; confirms on and returns raising, so nothing is dropped silently."""

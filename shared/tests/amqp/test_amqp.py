@@ -294,3 +294,24 @@ async def test_a_handler_cancelled_at_stop_is_requeued_and_the_rest_stay_acked(
     await consumer.stop(timeout=0.5)
     assert await _ready_count(amqp, queue) == 1  # only the one in hand comes back
     await pub.close()
+
+
+async def test_declare_forever_retries_until_it_works(amqp: AmqpConnection, monkeypatch):
+    """A failed declare (channel closed under it, broker gone) is tried again, backing off."""
+    real = amqp.declare
+    calls = 0
+
+    async def flaky(queues=()):
+        nonlocal calls
+        calls += 1
+        if calls < 3:
+            raise ConnectionError("channel closed")
+        await real(queues)
+
+    monkeypatch.setattr(amqp, "declare", flaky)
+    specs = amqp.topology.job_queues("modem:*")
+    await asyncio.wait_for(amqp.declare_forever(specs, first_delay=0.01), 5)
+    assert calls == 3
+    ch = await amqp.channel(confirms=False)
+    await ch.declare_queue(specs[0].name, passive=True)  # it exists now
+    await ch.close()

@@ -272,7 +272,6 @@ class Ingestor:
             reference=spec.reference,
             created_at=now,
         )
-        routing_keys: dict[str, str] = {}
         available_at = now + timedelta(seconds=HOT_PATH_GRACE_S)
         for raw in spec.recipients:
             outcome = self._recipient(key, raw, spec, seen, encoding, parts)
@@ -309,9 +308,7 @@ class Ingestor:
             if scheduled:
                 continue
             body = bodies.body(str(job_id), outcome.id, outcome.to, route)
-            routing_key = routing_keys.get(route)
-            if routing_key is None:
-                routing_key = routing_keys[route] = self.topology.job_routing_key(route)
+            routing_key = self.topology.job_routing_key(route)
             outgoing.append(
                 Outgoing(
                     self.topology.jobs_exchange,
