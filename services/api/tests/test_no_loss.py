@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
 
+from smsgw_shared.amqp import Outgoing
 from smsgw_shared.messages import SendJob
 from smsgw_shared.testing import free_port
 
@@ -120,3 +121,42 @@ async def test_cancel_races_with_release(api, admin_headers, app_state):
         assert n == 0
     else:
         assert c.status_code == 409 or detail["status"] == "queued"
+
+
+async def test_relay_keeps_a_row_it_cannot_publish_and_sends_the_others(app_state, amqp):
+    # A row for an exchange that does not exist (an operator renamed the namespace, say)
+    # must neither block the rows behind it nor take the API's broker connection down.
+    t = amqp.topology
+    reconnects: list[object] = []
+    app_state.amqp.connection.reconnect_callbacks.add(lambda *a: reconnects.append(a))
+    missing = f"{t.ns}.missing"
+    good = [f'{{"relay-test":{i}}}' for i in range(2)]
+    rows = [
+        (missing, "modem.pool", '{"relay-test":"poison"}'),
+        *[(t.jobs_exchange, t.job_routing_key("modem:*"), b) for b in good],
+    ]
+    async with app_state.engine.begin() as conn:
+        for exchange, key, body in rows:
+            await conn.execute(
+                text("INSERT INTO outbox (exchange, routing_key, body) VALUES (:e, :k, :b)"),
+                {"e": exchange, "k": key, "b": body},
+            )
+    try:
+        got = await drain(amqp, t.job_queue("modem:*"), 2, timeout=10)
+        assert sorted(b.decode() for b in got) == good
+        async with app_state.engine.connect() as conn:
+            attempts, error = (
+                await conn.execute(
+                    text("SELECT attempts, last_error FROM outbox WHERE exchange = :e"),
+                    {"e": missing},
+                )
+            ).one()
+        assert attempts >= 1 and "does not exist" in error
+        assert reconnects == []
+        await app_state.publisher.publish(
+            Outgoing(t.jobs_exchange, t.job_routing_key("modem:*"), b'{"after":1}')
+        )
+        assert await drain(amqp, t.job_queue("modem:*"), 1, timeout=5) == [b'{"after":1}']
+    finally:
+        async with app_state.engine.begin() as conn:
+            await conn.execute(text("DELETE FROM outbox WHERE exchange = :e"), {"e": missing})

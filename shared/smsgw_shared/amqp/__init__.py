@@ -11,7 +11,13 @@ from smsgw_shared.amqp.outcomes import (
     Requeue,
     RetryLater,
 )
-from smsgw_shared.amqp.publisher import Outgoing, Publisher, PublishError, UnroutableError
+from smsgw_shared.amqp.publisher import (
+    MissingExchangeError,
+    Outgoing,
+    Publisher,
+    PublishError,
+    UnroutableError,
+)
 from smsgw_shared.amqp.topology import QueueSpec, Topology, route_suffix
 
 __all__ = [
@@ -22,6 +28,7 @@ __all__ = [
     "Consumer",
     "DeliveryInfo",
     "Handler",
+    "MissingExchangeError",
     "Outcome",
     "Outgoing",
     "PermanentFailure",

@@ -58,6 +58,8 @@ class AmqpConnection:
         self.name = name
         self._conn: AbstractRobustConnection | None = None
         self._declared: set[str] = set()
+        # Exchanges known to exist: declared here, or found by `missing_exchanges`.
+        self._exchanges: set[str] = {""}
         self._lock = asyncio.Lock()
 
     @property
@@ -120,6 +122,7 @@ class AmqpConnection:
                     if name not in self._declared:
                         await ch.declare_exchange(name, aio_pika.ExchangeType(kind), durable=True)
                         self._declared.add(name)
+                        self._exchanges.add(name)
                 for spec in queues:
                     if spec.name in self._declared:
                         continue
@@ -131,6 +134,27 @@ class AmqpConnection:
                     self._declared.add(spec.name)
             finally:
                 await ch.close()
+
+    async def missing_exchanges(self, names: Iterable[str]) -> set[str]:
+        """Those of `names` that do not exist on the broker.
+
+        A publish to a missing exchange makes RabbitMQ close the channel, and publishes
+        pipelined behind it then close the whole connection (`CHANNEL_ERROR - expected
+        'channel.open'`), so a publisher asks first. An exchange declared or found here is
+        not asked about again; each unknown one costs a passive declare on its own channel.
+        """
+        missing: set[str] = set()
+        for name in {n for n in names if n not in self._exchanges}:
+            ch = await self.connection.channel(publisher_confirms=False)
+            try:
+                await ch.get_exchange(name, ensure=True)
+                self._exchanges.add(name)
+            except aio_pika.exceptions.ChannelNotFoundEntity:
+                missing.add(name)
+            finally:
+                if not ch.is_closed:
+                    await ch.close()
+        return missing
 
     async def close(self) -> None:
         if self._conn is not None:

@@ -29,6 +29,10 @@ class UnroutableError(PublishError):
     """The broker returned the message: no queue is bound for its routing key."""
 
 
+class MissingExchangeError(PublishError):
+    """The exchange does not exist; nothing was sent (it would have closed the channel)."""
+
+
 @dataclass
 class Outgoing:
     """One message to publish: where, what, and the AMQP properties worth setting."""
@@ -76,6 +80,10 @@ class Outgoing:
         )
 
 
+def _missing(item: Outgoing) -> MissingExchangeError:
+    return MissingExchangeError(f"exchange {item.exchange!r} does not exist")
+
+
 class Publisher:
     """Confirmed publishing on one lazily opened channel, reopened after failures."""
 
@@ -94,12 +102,20 @@ class Publisher:
                 ch = self._channel
         return ch
 
-    async def publish(self, item: Outgoing) -> None:
-        """Publish one message and wait for its confirm."""
+    async def _open(self, items: Sequence[Outgoing]) -> tuple[AbstractRobustChannel, set[str]]:
+        """The channel, and which of the items' exchanges do not exist."""
         try:
             ch = await self._get_channel()
+            missing = await self._amqp.missing_exchanges({it.exchange for it in items})
         except Exception as exc:
             raise PublishError(f"no channel: {exc!r}") from exc
+        return ch, missing
+
+    async def publish(self, item: Outgoing) -> None:
+        """Publish one message and wait for its confirm."""
+        ch, missing = await self._open([item])
+        if missing:
+            raise _missing(item)
         await self._publish_on(ch, item)
 
     async def _publish_on(self, ch: AbstractRobustChannel, item: Outgoing) -> None:
@@ -136,18 +152,19 @@ class Publisher:
         if not items:
             return []
         try:
-            ch = await self._get_channel()
-        except Exception as exc:
-            err = PublishError(f"no channel: {exc!r}")
+            ch, missing = await self._open(items)
+        except PublishError as err:
             return [err for _ in items]
-        results = await asyncio.gather(
-            *(self._publish_on(ch, it) for it in items), return_exceptions=True
+        sendable = [it for it in items if it.exchange not in missing]
+        results = iter(
+            await asyncio.gather(
+                *(self._publish_on(ch, it) for it in sendable), return_exceptions=True
+            )
         )
         out: list[PublishError | None] = []
-        for r in results:
-            if r is None:
-                out.append(None)
-            elif isinstance(r, PublishError):
+        for it in items:
+            r = _missing(it) if it.exchange in missing else next(results)
+            if r is None or isinstance(r, PublishError):
                 out.append(r)
             else:
                 out.append(PublishError(repr(r)))

@@ -11,6 +11,7 @@ from smsgw_shared.amqp import (
     AmqpConnection,
     Consumer,
     DeliveryInfo,
+    MissingExchangeError,
     Outgoing,
     PermanentFailure,
     Poison,
@@ -47,6 +48,17 @@ async def test_topology_declares_twice(amqp: AmqpConnection):
     await other.close()
 
 
+async def take_all(amqp: AmqpConnection, queue: str) -> int:
+    """Empty a queue; how many messages it held."""
+    ch = await amqp.channel(confirms=False)
+    q = await ch.declare_queue(queue, passive=True)
+    got = 0
+    while await q.get(no_ack=True, fail=False) is not None:
+        got += 1
+    await ch.close()
+    return got
+
+
 async def test_confirmed_publish_arrives_and_unroutable_raises(amqp: AmqpConnection):
     t = amqp.topology
     await amqp.declare(t.job_queues("modem:*"))
@@ -60,12 +72,36 @@ async def test_confirmed_publish_arrives_and_unroutable_raises(amqp: AmqpConnect
     )
     assert errors[:50] == [None] * 50
     assert isinstance(errors[50], UnroutableError)
-    ch = await amqp.channel(confirms=False)
-    q = await ch.declare_queue(t.job_queue("modem:*"), passive=True)
-    got = 0
-    while await q.get(no_ack=True, fail=False) is not None:
-        got += 1
-    assert got == 51
+    assert await take_all(amqp, t.job_queue("modem:*")) == 51
+    await pub.close()
+
+
+async def test_a_publish_to_a_missing_exchange_fails_alone_and_keeps_the_connection(
+    amqp: AmqpConnection,
+):
+    # Sent as is, it would close the channel, and the publishes pipelined behind it the
+    # whole connection (`CHANNEL_ERROR - expected 'channel.open'`).
+    t = amqp.topology
+    await amqp.declare(t.job_queues("modem:*"))
+    reconnects: list[object] = []
+    amqp.connection.reconnect_callbacks.add(lambda *a: reconnects.append(a))
+    pub = Publisher(amqp)
+    await pub.publish(Outgoing(t.jobs_exchange, "modem.pool", job("first")))
+    channel = await pub._get_channel()
+    underlay = await channel.get_underlay_channel()
+    missing = f"{t.ns}.no-such-exchange"
+    good = [Outgoing(t.jobs_exchange, "modem.pool", job(str(i))) for i in range(6)]
+    errors = await pub.publish_many(
+        [*good[:3], Outgoing(missing, "modem.pool", job("x")), *good[3:]]
+    )
+    assert errors[:3] == [None] * 3 and errors[4:] == [None] * 3
+    assert isinstance(errors[3], MissingExchangeError) and missing in str(errors[3])
+    with pytest.raises(MissingExchangeError):
+        await pub.publish(Outgoing(missing, "modem.pool", job("y")))
+    await asyncio.sleep(1.5)  # a reconnect would be under way by now (interval 1 s)
+    assert reconnects == []
+    assert await channel.get_underlay_channel() is underlay and not channel.is_closed
+    assert await take_all(amqp, t.job_queue("modem:*")) == 7
     await pub.close()
 
 

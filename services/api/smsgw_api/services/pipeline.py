@@ -174,22 +174,31 @@ class OutboxRelay:
         declared: the outbox may hold jobs for exchanges that do not exist yet)."""
         self._task = asyncio.create_task(self._loop(after), name="outbox-relay")
 
-    async def _publish_rows(self, rows: list[OutboxRow]) -> list[bool]:
+    async def _publish_rows(self, rows: list[OutboxRow]) -> list[str | None]:
         items = [Outgoing(r.exchange, r.routing_key, r.body.encode()) for r in rows]
         try:
             async with asyncio.timeout(15):
                 errors = await self.publisher.publish_many(items)
         except TimeoutError:
-            return [False] * len(rows)
-        return [e is None for e in errors]
+            return ["publish timed out"] * len(rows)
+        return [None if e is None else str(e) for e in errors]
 
     async def run_once(self) -> int:
-        """Relay every due row; returns how many were published."""
+        """Relay every due row; returns how many were published. A row that fails stays,
+        with its error and a later due time, and does not hold back the rows after it."""
         total = 0
         while True:
-            n = await self.repo.relay_batch(500, self._publish_rows)
+            n, errors = await self.repo.relay_batch(500, self._publish_rows)
             total += n
-            if n < 500:
+            if errors:
+                log.warning(
+                    "outbox relay: %d job(s) not published, kept for later: %s",
+                    len(errors),
+                    errors[0],
+                )
+            # On when the batch was full and went out; when nothing did (broker down),
+            # the rest waits for the next pass instead of being read and pushed back now.
+            if n + len(errors) < 500 or n == 0:
                 return total
 
     async def _loop(self, after: asyncio.Event | None) -> None:

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from smsgw_shared.store.direct import DirectConnection, asyncpg_dsn
@@ -135,9 +135,11 @@ class MessageRepository:
                     .values(available_at=func.now(), last_error=error[:500])
                 )
 
-    async def relay_batch(self, limit: int, publish: Any) -> int:
+    async def relay_batch(self, limit: int, publish: Any) -> tuple[int, list[str]]:
         """Lock due outbox rows (SKIP LOCKED: several relays may run), hand them to
-        `publish(rows) -> list[bool]`, delete the confirmed ones, push back the others."""
+        `publish(rows) -> list[str | None]` (each row's error, or None once confirmed),
+        delete the confirmed ones and push the others back, later each time, with their
+        error. Returns how many were published and the errors of the others."""
         async with self.engine.begin() as conn:
             res = await conn.execute(
                 select(outbox)
@@ -148,25 +150,29 @@ class MessageRepository:
             )
             rows = [OutboxRow(r.id, r.exchange, r.routing_key, r.body, r.message_id) for r in res]
             if not rows:
-                return 0
-            ok: list[bool] = await publish(rows)
-            done = [r.id for r, good in zip(rows, ok, strict=True) if good]
-            failed = [r.id for r, good in zip(rows, ok, strict=True) if not good]
+                return 0, []
+            errors: list[str | None] = await publish(rows)
+            done = [r.id for r, err in zip(rows, errors, strict=True) if err is None]
+            failed = [
+                (r.id, err[:500]) for r, err in zip(rows, errors, strict=True) if err is not None
+            ]
             if done:
                 await conn.execute(delete(outbox).where(outbox.c.id.in_(done)))
             if failed:
                 await conn.execute(
                     update(outbox)
-                    .where(outbox.c.id.in_(failed))
+                    .where(outbox.c.id == bindparam("b_id"))
                     .values(
                         attempts=outbox.c.attempts + 1,
+                        last_error=bindparam("b_error"),
                         available_at=func.now()
                         + func.make_interval(
                             0, 0, 0, 0, 0, 0, func.least(60, outbox.c.attempts + 1)
                         ),
-                    )
+                    ),
+                    [{"b_id": i, "b_error": e} for i, e in failed],
                 )
-            return len(done)
+            return len(done), [e for _, e in failed]
 
     async def outbox_backlog(self) -> int:
         async with self.engine.connect() as conn:
