@@ -9,7 +9,6 @@ from __future__ import annotations
 import collections
 import json
 import re
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,6 +19,7 @@ from smsgw_api.problems import Problem
 from smsgw_api.services.pipeline import HOT_PATH_GRACE_S, GroupCommitter, JobDispatcher
 from smsgw_shared.amqp import Outgoing, Topology
 from smsgw_shared.config import Settings
+from smsgw_shared.ids import uuid4_strings
 from smsgw_shared.messages import SendJob
 from smsgw_shared.routing import Router, UnknownRouteError
 from smsgw_shared.sms import charsets
@@ -254,14 +254,15 @@ class Ingestor:
         if spec.validity:
             expires_at = (spec.send_at if scheduled else now) + timedelta(seconds=spec.validity)  # type: ignore[operator]
 
-        batch_id = uuid.uuid4()
-        result = Accepted(str(batch_id), text=text)
+        ids = iter(uuid4_strings(1 + 2 * len(spec.recipients)))
+        batch_id = next(ids)
+        result = Accepted(batch_id, text=text)
         rows: list[dict[str, Any]] = []
         jobs: list[dict[str, Any]] = []
         outgoing: list[Outgoing] = []
         seen: set[str] = set()
         bodies = JobBodies(
-            batch_id=str(batch_id),
+            batch_id=batch_id,
             sender=sender,
             text=text,
             encoding=encoding,
@@ -278,9 +279,9 @@ class Ingestor:
             result.messages.append(outcome)
             if outcome.status == "rejected":
                 continue
-            mid = uuid.uuid4()
-            job_id = uuid.uuid4()
-            outcome.id = str(mid)
+            mid = next(ids)
+            job_id = next(ids)
+            outcome.id = mid
             outcome.status = status
             route = outcome.route or ""
             rows.append(
@@ -307,14 +308,14 @@ class Ingestor:
             )
             if scheduled:
                 continue
-            body = bodies.body(str(job_id), outcome.id, outcome.to, route)
+            body = bodies.body(job_id, mid, outcome.to, route)
             routing_key = self.topology.job_routing_key(route)
             outgoing.append(
                 Outgoing(
                     self.topology.jobs_exchange,
                     routing_key,
                     body.encode(),
-                    message_id=str(job_id),
+                    message_id=job_id,
                 )
             )
             jobs.append(

@@ -62,7 +62,7 @@ WITH m AS (
 )
 INSERT INTO outbox ({", ".join(c for c, _ in _ACCEPT_OUTBOX_COLUMNS)})
 SELECT * FROM unnest({_unnest(_ACCEPT_OUTBOX_COLUMNS, len(_ACCEPT_MESSAGE_COLUMNS) + 1)})
-RETURNING id, message_id
+RETURNING id, message_id::text
 """  # noqa: S608 (column names are constants)
 _DELETE_OUTBOX_SQL = "DELETE FROM outbox WHERE id = ANY($1::int8[])"
 
@@ -108,7 +108,8 @@ class MessageRepository:
         jobs: Sequence[dict[str, Any]],
     ) -> list[int]:
         """Insert message rows, their first history entry and their outbox jobs in one
-        statement (atomic: all or nothing); returns the outbox ids in `jobs` order."""
+        statement (atomic: all or nothing); returns the outbox ids in `jobs` order. Ids
+        may be given as UUIDs or as their canonical text."""
         if not rows:
             return []
         cols = [[r[c] for r in rows] for c, _ in _ACCEPT_MESSAGE_COLUMNS]
@@ -118,7 +119,7 @@ class MessageRepository:
             return await conn.fetch(_ACCEPT_SQL, *cols, *jcols)  # type: ignore[no-any-return]
 
         by_message = {r["message_id"]: r["id"] for r in await via.run(_insert)}
-        return [by_message[j["message_id"]] for j in jobs]
+        return [by_message[str(j["message_id"])] for j in jobs]
 
     async def delete_outbox(self, via: DirectConnection, ids: Sequence[int]) -> None:
         """Forget outbox rows whose publish the broker confirmed."""
