@@ -146,6 +146,10 @@ async def test_resubscribes_after_the_broker_drops_the_connection(amqp: AmqpConn
     await worker.close()
 
 
+async def _async_true_count(amqp: AmqpConnection, queue: str, n: int) -> bool:
+    return await _ready_count(amqp, queue) == n
+
+
 async def test_stop_gives_back_what_is_still_in_hand(amqp: AmqpConnection):
     queue, pub = await _setup(amqp)
 
@@ -158,7 +162,8 @@ async def test_stop_gives_back_what_is_still_in_hand(amqp: AmqpConnection):
     await _send(pub, amqp, [str(i) for i in range(5)])
     await wait_for(lambda: _async_true(consumer.in_flight == 5), timeout=10)
     await consumer.stop(timeout=0.5)
-    assert await _ready_count(amqp, queue) == 5
+    # The broker requeues them as it sees the channel close: give it a moment.
+    await wait_for(lambda: _async_true_count(amqp, queue, 5), timeout=10)
     await pub.close()
 
 

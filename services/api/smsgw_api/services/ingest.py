@@ -36,6 +36,10 @@ from smsgw_shared.store.repos.keys import ApiKey
 
 ACCEPTED = Counter("smsgw_api_messages_accepted_total", "Messages accepted", ["route", "status"])
 REJECTED = Counter("smsgw_api_recipients_rejected_total", "Recipients refused", ["reason"])
+HANDED_TO_RELAY = Counter(
+    "smsgw_api_jobs_handed_to_relay_total",
+    "Jobs accepted while the publisher had no room (broker stalled), left to the outbox relay",
+)
 
 
 @dataclass
@@ -273,7 +277,6 @@ class Ingestor:
             reference=spec.reference,
             created_at=now,
         )
-        available_at = now + timedelta(seconds=HOT_PATH_GRACE_S)
         for raw in spec.recipients:
             outcome = self._recipient(key, raw, spec, seen, encoding, parts)
             result.messages.append(outcome)
@@ -324,7 +327,6 @@ class Ingestor:
                     "exchange": self.topology.jobs_exchange,
                     "routing_key": routing_key,
                     "body": body,
-                    "available_at": available_at,
                 }
             )
         if not rows:
@@ -337,12 +339,31 @@ class Ingestor:
                     {"to": m.to, "error": m.error, "code": m.error_code} for m in result.messages
                 ],
             )
-        outbox_ids = await self.committer.submit(rows, jobs)
-        self.dispatcher.enqueue(list(zip(outbox_ids, outgoing, strict=True)))
+        await self._store(rows, jobs, outgoing)
         counts = collections.Counter((m.route or "none", m.status) for m in result.messages)
         for (route, state), n in counts.items():
             ACCEPTED.labels(route, state).inc(n)
         return result
+
+    async def _store(
+        self, rows: list[dict[str, Any]], jobs: list[dict[str, Any]], outgoing: list[Outgoing]
+    ) -> None:
+        """Commit; the jobs go to the dispatcher, or to the relay when the dispatcher has
+        had no room for a while (the broker stalled): then they are due at once."""
+        hot = bool(jobs) and await self.dispatcher.reserve(len(jobs))
+        available_at = datetime.now(UTC) + timedelta(seconds=HOT_PATH_GRACE_S if hot else 0)
+        for j in jobs:
+            j["available_at"] = available_at
+        try:
+            outbox_ids = await self.committer.submit(rows, jobs)
+        except BaseException:
+            if hot:
+                self.dispatcher.release(len(jobs))
+            raise
+        if hot:
+            self.dispatcher.enqueue(list(zip(outbox_ids, outgoing, strict=True)))
+        elif jobs:
+            HANDED_TO_RELAY.inc(len(jobs))
 
     def _recipient(
         self, key: ApiKey, raw: str, spec: SendSpec, seen: set[str], encoding: str, parts: int

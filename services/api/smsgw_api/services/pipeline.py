@@ -101,38 +101,92 @@ class GroupCommitter:
 
 
 class JobDispatcher:
-    """Publishes committed jobs with pipelined confirms and clears them from the outbox."""
+    """Publishes committed jobs with confirms and clears them from the outbox.
 
-    def __init__(self, repo: MessageRepository, publisher: Publisher, chunk: int = 100) -> None:
+    Jobs go out in batches (one write, confirms awaited together) from a few publishers
+    at once, so one batch's confirms and outbox delete overlap the next batch's write.
+    The backlog is bounded: `reserve` makes a request wait (up to `wait` seconds) while
+    `limit` jobs are already queued or in flight, so under sustained load requests are
+    accepted as fast as jobs are published, not faster; what is accepted while the broker
+    stalls is handed to the relay instead (`reserve` says False). A bounded backlog also
+    keeps every job published well inside `HOT_PATH_GRACE_S`, after which the relay would
+    take it for its own and a second copy would go out.
+    """
+
+    def __init__(
+        self,
+        repo: MessageRepository,
+        publisher: Publisher,
+        chunk: int = 1000,
+        publishers: int = 2,
+        limit: int = 10_000,
+        wait: float = 2.0,
+    ) -> None:
         self.repo = repo
         self.publisher = publisher
         self.chunk = chunk
+        self.limit = limit
+        self.wait = wait
         self._queue: asyncio.Queue[tuple[int, Outgoing]] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
-        self._conn = repo.direct()
+        self._backlog = 0  # reserved: queued, in flight, or about to be committed
+        self._room = asyncio.Event()
+        self._room.set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._conns = [repo.direct() for _ in range(publishers)]
+
+    @property
+    def backlog(self) -> int:
+        return self._backlog
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="job-dispatch")
+        self._tasks = [
+            asyncio.create_task(self._loop(conn), name=f"job-dispatch-{i}")
+            for i, conn in enumerate(self._conns)
+        ]
+
+    async def reserve(self, n: int) -> bool:
+        """Room for `n` jobs: True once there is (the caller then `enqueue`s them or
+        `release`s the room), False if none came within `wait` seconds (the caller leaves
+        the jobs to the relay). A request bigger than `limit` waits for an empty backlog."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.wait
+        while self._backlog and self._backlog + n > self.limit:
+            self._room.clear()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await self._room.wait()
+            except TimeoutError:
+                return False
+        self._backlog += n
+        return True
+
+    def release(self, n: int) -> None:
+        """Give back room that was reserved and will not be used (or has been published)."""
+        self._backlog = max(0, self._backlog - n)
+        if self._backlog < self.limit:
+            self._room.set()
 
     def enqueue(self, items: Sequence[tuple[int, Outgoing]]) -> None:
+        """Publish these committed jobs (their room reserved by `reserve`)."""
         for it in items:
             self._queue.put_nowait(it)
 
-    async def _loop(self) -> None:
+    async def _loop(self, conn: DirectConnection) -> None:
         while True:
             batch = [await self._queue.get()]
             while len(batch) < self.chunk and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                await self._publish(batch)
+                await self._publish(conn, batch)
             except Exception:
                 # The jobs are in the outbox: the relay publishes them later.
                 log.exception("dispatch failed; the outbox relay will retry")
             finally:
+                self.release(len(batch))
                 for _ in batch:
                     self._queue.task_done()
 
-    async def _publish(self, batch: list[tuple[int, Outgoing]]) -> None:
+    async def _publish(self, conn: DirectConnection, batch: list[tuple[int, Outgoing]]) -> None:
         try:
             async with asyncio.timeout(15):
                 errors = await self.publisher.publish_many([o for _, o in batch])
@@ -140,7 +194,7 @@ class JobDispatcher:
             errors = [PublishError("publish timed out")] * len(batch)
         done = [oid for (oid, _), err in zip(batch, errors, strict=True) if err is None]
         failed = [oid for (oid, _), err in zip(batch, errors, strict=True) if err is not None]
-        await self.repo.delete_outbox(self._conn, done)
+        await self.repo.delete_outbox(conn, done)
         if failed:
             first = next(e for e in errors if e is not None)
             log.warning("publish failed for %d job(s): %s", len(failed), first)
@@ -151,11 +205,13 @@ class JobDispatcher:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(drain_timeout):
                 await self._queue.join()
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self._conn.close()
+                await task
+        for conn in self._conns:
+            await conn.close()
 
 
 class OutboxRelay:
