@@ -11,7 +11,7 @@ The bookkeeping is aiormq's own (`delivery_tag`, `confirmations`, `message_id_de
 futures from the channel's store), so its ack, nack, return and close handling applies
 unchanged: an ack resolves a message's future, a `basic.return` fails it (the message
 needs a `message_id`, which is set if missing), a closed channel rejects every pending one.
-aiormq is pinned in `uv.lock`; `shared/tests/amqp/test_amqp.py` covers these paths.
+aiormq is pinned in `uv.lock`; `shared/tests/amqp/test_frames.py` covers these paths.
 """
 
 from __future__ import annotations

@@ -134,10 +134,6 @@ class JobDispatcher:
         self._tasks: list[asyncio.Task[None]] = []
         self._conns = [repo.direct() for _ in range(publishers)]
 
-    @property
-    def backlog(self) -> int:
-        return self._backlog
-
     def start(self) -> None:
         self._tasks = [
             asyncio.create_task(self._loop(conn), name=f"job-dispatch-{i}")
