@@ -7,7 +7,7 @@ import contextlib
 import gc
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 from smsgw_shared.config import Settings
 from smsgw_shared.observability.logging import setup_logging
@@ -26,6 +26,38 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(20_000, 50, 100)
+
+
+async def stop_tasks(
+    tasks: Iterable[asyncio.Task[None] | None], *, patience: float = 10.0, every: float = 0.5
+) -> bool:
+    """Cancel `tasks` and wait for them to end, cancelling again every `every` seconds.
+
+    On Python 3.11 `asyncio.wait_for` (used inside aiormq and aio-pika) returns the inner
+    result when a cancel arrives just as that result does, so the cancel is lost; a loop
+    that catches `Exception` and carries on then never ends, and a shutdown awaiting it
+    hangs (a test's teardown did, for two minutes, while the outbox relay kept retrying).
+    True when all ended; False (logged, naming them) if some still ran after `patience`.
+    """
+    given = {t for t in tasks if t is not None}
+    ended = {t for t in given if t.done()}
+    pending = given - ended
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + patience
+    while pending:
+        left = deadline - loop.time()
+        if left <= 0:
+            names = ", ".join(sorted(t.get_name() for t in pending))
+            log.error("tasks did not stop within %.1fs: %s", patience, names)
+            return False
+        for t in pending:
+            t.cancel()
+        done, pending = await asyncio.wait(pending, timeout=min(every, left))
+        ended |= done
+    for t in ended:
+        if not t.cancelled() and t.exception() is not None:
+            log.warning("task %s ended with %r", t.get_name(), t.exception())
+    return True
 
 
 def run_service(name: str, settings: Settings, main: ServiceMain) -> None:

@@ -38,7 +38,7 @@ from smsgw_shared.amqp import AmqpConnection, Publisher, Topology
 from smsgw_shared.amqp.rpc import RpcClient as AmqpRpc
 from smsgw_shared.config import Settings
 from smsgw_shared.routing import Router
-from smsgw_shared.runtime import tune_gc
+from smsgw_shared.runtime import stop_tasks, tune_gc
 from smsgw_shared.store.db import make_engine
 from smsgw_shared.store.repos.idempotency import IdempotencyRepository
 from smsgw_shared.store.repos.keys import SCOPES, KeyRepository
@@ -154,8 +154,7 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
-            backlog_task.cancel()
-            broker_task.cancel()
+            await stop_tasks([backlog_task, broker_task])
             await scheduler.stop()
             await relay.stop()
             await dispatcher.stop()

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from smsgw_shared.amqp import Outgoing, Publisher, PublishError
+from smsgw_shared.runtime import stop_tasks
 from smsgw_shared.store.direct import DirectConnection
 from smsgw_shared.store.repos.messages import MessageRepository, OutboxRow
 
@@ -91,11 +92,7 @@ class GroupCommitter:
             pos += n
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(self._tasks)
         for conn in self._connections:
             await conn.close()
 
@@ -201,11 +198,7 @@ class JobDispatcher:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(drain_timeout):
                 await self._queue.join()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(self._tasks)
         for conn in self._conns:
             await conn.close()
 
@@ -266,7 +259,4 @@ class OutboxRelay:
             await asyncio.sleep(self.interval)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_tasks([self._task])

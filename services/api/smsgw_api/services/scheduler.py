@@ -4,13 +4,13 @@ to `queued` and their job goes to the outbox, which the relay publishes (≤ ~2 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Mapping
 from typing import Any
 
 from smsgw_shared.amqp import Topology
 from smsgw_shared.messages import SendJob
+from smsgw_shared.runtime import stop_tasks
 from smsgw_shared.store.repos.messages import MessageRepository
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,4 @@ class Scheduler:
             await asyncio.sleep(self.interval)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_tasks([self._task])
