@@ -3,6 +3,10 @@ request with 1,000 recipients. Persistence and publisher confirms on, real Postg
 RabbitMQ on this machine. Prints figures; asserts nothing. With `wrk` installed the
 single-recipient run is repeated with it (a C load generator leaves the API more of the CPU).
 
+"Accepted" rates count 202 answers. The sustained batch phase also waits until every job
+has left the outbox and is in its queue, and prints that end-to-end rate: an API can
+accept faster than it publishes for a while, and only the end-to-end figure holds.
+
     .venv/bin/python bench/bench_api.py [--requests 20000] [--concurrency 50]
 """
 
@@ -23,6 +27,7 @@ import time
 import uuid
 
 import aiohttp
+import asyncpg
 
 from smsgw_shared.amqp import AmqpConnection, Topology
 from smsgw_shared.store.db import drop_database
@@ -130,6 +135,72 @@ async def big_batches(base: str, key: str, n: int, same: list[str] | None = None
     return out
 
 
+async def queued_jobs(amqp: AmqpConnection, names: list[str]) -> int:
+    """Messages waiting in these queues (the ones that exist)."""
+    total = 0
+    for name in names:
+        ch = await amqp.connection.channel()
+        try:
+            q = await ch.declare_queue(name, passive=True)
+            total += q.declaration_result.message_count or 0
+        except Exception:
+            pass
+        finally:
+            if not ch.is_closed:
+                await ch.close()
+    return total
+
+
+async def outbox_empty(db: str, patience: float) -> tuple[int, int]:
+    """Wait (up to `patience` seconds) for the outbox to be empty: its size then and now."""
+    conn = await asyncpg.connect(db)
+    try:
+        first = left = await conn.fetchval("SELECT count(*) FROM outbox")
+        deadline = time.perf_counter() + patience
+        while left and time.perf_counter() < deadline:
+            await asyncio.sleep(0.05)
+            left = await conn.fetchval("SELECT count(*) FROM outbox")
+    finally:
+        await conn.close()
+    return first, left
+
+
+async def sustained(
+    base: str, key: str, db: str, amqp: AmqpConnection, seconds: float, concurrency: int
+) -> str:
+    """1,000-recipient requests at `concurrency` for `seconds`; then wait for the outbox to
+    drain. Recipients/s accepted, and end to end (until every job is in its queue)."""
+    names = amqp.topology.all_queue_names(["modem:*", "smpp:*"], [])
+    await outbox_empty(db, 60)  # the earlier phases' jobs are all in their queues
+    before = await queued_jobs(amqp, names)
+    sent = 0
+    stop = time.perf_counter() + seconds
+
+    async def client() -> None:
+        nonlocal sent
+        async with aiohttp.ClientSession(base, headers={"Authorization": f"Bearer {key}"}) as s:
+            while time.perf_counter() < stop:
+                first = next_numbers(1000)
+                to = [f"+7924{(first + i) % 10**7:07d}" for i in range(1000)]
+                async with s.post("/v1/messages", json={"to": to, "text": "sustained"}) as r:
+                    await r.read()
+                    assert r.status == 202, r.status
+                sent += 1000
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    accepted = time.perf_counter() - t0
+    left_at_end, left = await outbox_empty(db, 120)
+    drained = time.perf_counter() - t0
+    in_queues = await queued_jobs(amqp, names) - before
+    return (
+        f"sustained 1,000-recipient requests at concurrency {concurrency} for {seconds:.0f}s: "
+        f"{sent:,} accepted ({sent / accepted:,.0f}/s); outbox {left_at_end:,} at the end, "
+        f"{left:,} after {drained - accepted:.1f}s more; {in_queues:,} jobs in queues; "
+        f"end to end {sent / drained:,.0f} recipients/s"
+    )
+
+
 async def wait_ready(base: str) -> None:
     async with aiohttp.ClientSession(base) as s:
         for _ in range(200):
@@ -147,6 +218,7 @@ async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=20000)
     ap.add_argument("--concurrency", type=int, default=50)
+    ap.add_argument("--sustain", type=float, default=10.0, help="seconds of batch load")
     args = ap.parse_args()
     ns = "bench" + uuid.uuid4().hex[:6]
     db = f"{PG}/smsgw_bench_{uuid.uuid4().hex[:6]}"
@@ -199,6 +271,12 @@ async def main() -> None:
             "the same 1,000 numbers again (numbers already validated), concurrency 4: "
             f"{12_000 / took:,.0f} recipients/s"
         )
+        amqp = AmqpConnection(AMQP, Topology(ns))
+        await amqp.connect()
+        try:
+            print(await sustained(base, key, db, amqp, args.sustain, 4))
+        finally:
+            await amqp.close()
     finally:
         api.terminate()
         api.wait(15)
