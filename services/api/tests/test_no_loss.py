@@ -10,6 +10,7 @@ from sqlalchemy import text
 from smsgw_shared.amqp import Outgoing
 from smsgw_shared.messages import SendJob
 from smsgw_shared.testing import free_port
+from smsgw_shared.testing.plugin import delete_namespace
 
 from .conftest import drain, running_app
 
@@ -38,6 +39,29 @@ async def test_broker_down_accepts_and_relays_when_it_returns(api_settings, amqp
     async with running_app(api_settings):
         got = await drain(amqp, amqp.topology.job_queue("modem:*"), 2, timeout=15)
     assert {SendJob.from_bytes(b).message_id for b in got} == ids
+
+
+async def test_a_broker_that_lost_its_topology_gets_it_back_and_nothing_is_lost(api_settings, amqp):
+    """RabbitMQ reset under a running API (its exchanges and queues gone): sends are still
+    accepted, the API declares its topology again, and every job reaches its queue."""
+    async with running_app(api_settings) as (app, client):
+        headers = {"Authorization": f"Bearer {api_settings.bootstrap_api_key}"}
+        send = {"to": "+79210001234", "text": "before"}
+        assert (await client.post("/v1/messages", json=send, headers=headers)).status_code == 202
+        [first] = await drain(amqp, amqp.topology.job_queue("modem:*"), 1)
+        await delete_namespace(amqp, api_settings)
+        ids = {SendJob.from_bytes(first).message_id}
+        for text_ in ("after 1", "after 2"):
+            r = await client.post("/v1/messages", json={**send, "text": text_}, headers=headers)
+            assert r.status_code == 202, r.text
+            ids.add(r.json()["messages"][0]["id"])
+        got = await drain(amqp, amqp.topology.job_queue("modem:*"), 2, timeout=20)
+        assert {SendJob.from_bytes(b).message_id for b in [first, *got]} == ids
+        async with app.state.smsgw.engine.connect() as conn:
+            mine = text("SELECT count(*) FROM outbox WHERE exchange LIKE :ns")
+            assert (
+                await conn.execute(mine, {"ns": f"{api_settings.namespace}.%"})
+            ).scalar_one() == 0
 
 
 async def test_store_down_is_503_with_retry_after(api_settings, amqp):

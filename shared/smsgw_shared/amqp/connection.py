@@ -14,6 +14,7 @@ import aio_pika
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 
 from smsgw_shared.amqp.topology import QueueSpec, Topology
+from smsgw_shared.runtime import stop_tasks
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,12 @@ class AmqpConnection:
         # Exchanges known to exist: declared here, or found by `missing_exchanges`.
         self._exchanges: set[str] = {""}
         self._lock = asyncio.Lock()
+        # Set when the broker may no longer have this topology: after a reconnect (it may
+        # have been reset, or be another node) or when one of its exchanges is found
+        # missing. Once something was declared, a task declares it all again then.
+        self.topology_lost = asyncio.Event()
+        self._specs: dict[str, QueueSpec] = {}  # every queue declared, to declare again
+        self._keeper: asyncio.Task[None] | None = None
 
     @property
     def connection(self) -> AbstractRobustConnection:
@@ -91,6 +98,28 @@ class AmqpConnection:
                 f"RabbitMQ is not reachable at {_hide_password(self.url)} ({exc!r}); "
                 "start it with `rabbitmq-server -detached` or set SMSGW_AMQP_URL"
             ) from exc
+        self._conn.reconnect_callbacks.add(self._on_reconnect)
+
+    def _on_reconnect(self, *_: object) -> None:
+        log.warning("reconnected to RabbitMQ: the topology will be declared again")
+        self._lose_topology()
+
+    def _lose_topology(self) -> None:
+        """Trust nothing declared or found so far (queues too: their bindings go with a
+        deleted exchange) and tell the owner to declare again."""
+        self._declared.clear()
+        self._exchanges = {""}
+        self.topology_lost.set()
+
+    def forget_exchanges(self, names: Iterable[str]) -> None:
+        """A publish to these failed as if they did not exist (the broker closed the
+        channel with NOT_FOUND): ask about them again; if one is ours, have the whole
+        topology declared again."""
+        names = set(names)
+        self._exchanges -= names
+        if names & {n for n, _ in self.topology.exchanges()}:
+            log.warning("exchange(s) %s gone from the broker", ", ".join(sorted(names)))
+            self._lose_topology()
 
     async def connect_forever(self, first_delay: float = 1.0, max_delay: float = 30.0) -> None:
         """Keep trying to connect until it works (for services that must start without
@@ -114,7 +143,9 @@ class AmqpConnection:
         return ch  # type: ignore[return-value]
 
     async def declare(self, queues: Iterable[QueueSpec] = ()) -> None:
-        """Declare every exchange and the given queues, idempotently."""
+        """Declare every exchange and the given queues, idempotently. From the first
+        declare on, all of it is declared again whenever `topology_lost` is set."""
+        specs = list(queues)
         async with self._lock:
             ch = await self.connection.channel(publisher_confirms=False)
             try:
@@ -123,7 +154,8 @@ class AmqpConnection:
                         await ch.declare_exchange(name, aio_pika.ExchangeType(kind), durable=True)
                         self._declared.add(name)
                         self._exchanges.add(name)
-                for spec in queues:
+                for spec in specs:
+                    self._specs[spec.name] = spec
                     if spec.name in self._declared:
                         continue
                     q = await ch.declare_queue(
@@ -134,6 +166,19 @@ class AmqpConnection:
                     self._declared.add(spec.name)
             finally:
                 await ch.close()
+            if self._keeper is None:
+                self._keeper = asyncio.create_task(self._keep_declared(), name="amqp-redeclare")
+
+    async def _keep_declared(self) -> None:
+        """Declare everything again each time the broker may have lost it. Without this an
+        API whose broker was reset would fail every publish from its outbox forever, and
+        a worker's events would find no exchange."""
+        while True:
+            await self.topology_lost.wait()
+            self.topology_lost.clear()
+            log.warning("declaring the broker topology again")
+            await self.declare_forever(list(self._specs.values()))
+            log.info("broker topology declared again")
 
     async def missing_exchanges(self, names: Iterable[str]) -> set[str]:
         """Those of `names` that do not exist on the broker.
@@ -154,9 +199,13 @@ class AmqpConnection:
             finally:
                 if not ch.is_closed:
                     await ch.close()
+        if missing & {n for n, _ in self.topology.exchanges()}:
+            self._lose_topology()  # one of ours: declare everything again
         return missing
 
     async def close(self) -> None:
+        await stop_tasks([self._keeper])
+        self._keeper = None
         if self._conn is not None:
             await self._conn.close()
             self._conn = None

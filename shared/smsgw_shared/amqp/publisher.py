@@ -103,6 +103,12 @@ def _error(item: Outgoing, outcome: object) -> PublishError | None:
     return PublishError(f"broker did not ack the publish: {outcome!r}")
 
 
+def _not_found(outcome: object) -> bool:
+    """The broker closed the channel with 404 NOT_FOUND: an exchange we took for existing
+    is gone (a queue is never the target of a publish)."""
+    return isinstance(outcome, aiormq.exceptions.ChannelNotFoundEntity)
+
+
 def _missing(item: Outgoing) -> MissingExchangeError:
     return MissingExchangeError(f"exchange {item.exchange!r} does not exist")
 
@@ -158,9 +164,16 @@ class Publisher:
         frames = [Frame(it.exchange, it.routing_key, it.body(), it.properties()) for it in items]
         try:
             underlay = await ch.get_underlay_channel()
-            outcomes = await publish_frames(underlay, frames, self._timeout)
+            outcomes: list[object] = await publish_frames(underlay, frames, self._timeout)
         except Exception as exc:
-            return [PublishError(f"publish failed: {exc!r}") for _ in items]
+            outcomes = [exc for _ in items]
+        gone = {it.exchange for it, o in zip(items, outcomes, strict=True) if _not_found(o)}
+        if gone:
+            self._amqp.forget_exchanges(gone)
+            return [
+                _missing(it) if it.exchange in gone else _error(it, o)
+                for it, o in zip(items, outcomes, strict=True)
+            ]
         return [_error(it, o) for it, o in zip(items, outcomes, strict=True)]
 
     async def close(self) -> None:

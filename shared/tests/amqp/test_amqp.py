@@ -351,3 +351,52 @@ async def test_declare_forever_retries_until_it_works(amqp: AmqpConnection, monk
     ch = await amqp.channel(confirms=False)
     await ch.declare_queue(specs[0].name, passive=True)  # it exists now
     await ch.close()
+
+
+async def test_an_exchange_deleted_behind_the_publishers_back_is_noticed(amqp: AmqpConnection):
+    """The broker lost the topology (reset, node recreated without its definitions) while
+    the exchange was known to exist: the publish fails (never hangs), the exchange is
+    asked about again, and the connection declares its topology again."""
+    t = amqp.topology
+    await amqp.declare(t.job_queues("modem:*"))
+    pub = Publisher(amqp)
+    await pub.publish(Outgoing(t.jobs_exchange, "modem.pool", job("before")))
+    assert not amqp.topology_lost.is_set()
+    ch = await amqp.channel(confirms=False)
+    await ch.exchange_delete(t.jobs_exchange)
+    await ch.close()
+    (err,) = await asyncio.wait_for(
+        pub.publish_many([Outgoing(t.jobs_exchange, "modem.pool", job("deleted"))]), 15
+    )
+    assert isinstance(err, MissingExchangeError) and t.jobs_exchange in str(err)
+
+    async def declared_again() -> bool:
+        return await pub.publish_many([Outgoing(t.jobs_exchange, "modem.pool", job("a"))]) == [None]
+
+    await wait_for(declared_again, 15)  # the connection declared it all again, bindings too
+    assert not amqp.topology_lost.is_set()
+    assert await take_all(amqp, t.job_queue("modem:*")) == 2  # "before" and "after"
+    await pub.close()
+
+
+async def test_a_reconnect_declares_everything_again(amqp: AmqpConnection, monkeypatch):
+    """After the connection comes back the broker may be a different one (or reset)."""
+    t = amqp.topology
+    await amqp.declare(t.job_queues("modem:*"))
+    real = amqp.declare
+    again: list[set[str]] = []
+
+    async def spy(queues=()):
+        specs = list(queues)
+        again.append({s.name for s in specs})
+        await real(specs)
+
+    monkeypatch.setattr(amqp, "declare", spy)
+    await asyncio.to_thread(_close_all_connections)
+
+    async def declared_again() -> bool:
+        return bool(again) and amqp.is_connected and t.jobs_exchange in amqp.declared_names
+
+    await wait_for(declared_again, 20)
+    assert t.job_queue("modem:*") in again[-1] and t.job_queue("modem:*") in amqp.declared_names
+    assert not amqp.topology_lost.is_set()
