@@ -131,6 +131,8 @@ class SendFastPath:
                     }
                 ]
             )
+        if not raw:  # FastAPI's answer to no body at all: the body is a required field
+            raise validation_problem([{"loc": ("body",), "msg": "Field required"}])
         try:
             body = SendRequest.model_validate_json(raw)
         except ValidationError as exc:
