@@ -3,11 +3,17 @@ message's own outcome (ack, return, nack, closed channel, no confirm in time).""
 
 from __future__ import annotations
 
-import aiormq
-from pamqp.commands import Basic
+from datetime import UTC, datetime
 
-from smsgw_shared.amqp import AmqpConnection, Outgoing, Publisher, UnroutableError
-from smsgw_shared.amqp.frames import Frame, publish_frames
+import aiormq
+import pytest
+from pamqp.body import ContentBody
+from pamqp.commands import Basic
+from pamqp.frame import marshal
+from pamqp.header import ContentHeader
+
+from smsgw_shared.amqp import AmqpConnection, Outgoing, Publisher, UnroutableError, frames
+from smsgw_shared.amqp.frames import Frame, encode, publish_frames
 from smsgw_shared.amqp.topology import QueueSpec
 
 from .test_amqp import job
@@ -142,3 +148,48 @@ async def test_a_closed_or_unconfirmed_channel_is_refused(amqp: AmqpConnection):
     else:
         raise AssertionError("a closed channel was accepted")
     await pub.close()
+
+
+def _pamqp(m: Frame, channel: int, frame_max: int) -> bytes:
+    """The same message as pamqp (and aiormq's own publish) encodes it."""
+    frames: list[object] = [
+        Basic.Publish(exchange=m.exchange, routing_key=m.routing_key, mandatory=True),
+        ContentHeader(properties=m.properties, body_size=len(m.body)),
+    ]
+    frames += [ContentBody(m.body[i : i + frame_max]) for i in range(0, len(m.body), frame_max)]
+    return b"".join(marshal(f, channel) for f in frames)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "props",
+    [
+        {},
+        {"content_type": "application/json", "delivery_mode": 2, "message_id": "m-1"},
+        {"delivery_mode": 1, "correlation_id": "c", "reply_to": "amq.rabbitmq.reply-to"},
+        {"expiration": "1500", "message_id": "ж" * 20, "content_type": ""},
+        {"headers": {"x-attempt": 3, "x-reason": "retry"}, "message_id": "h"},  # via pamqp
+        {"priority": 5, "timestamp": datetime(2026, 12, 4, 12, 0, tzinfo=UTC), "app_id": "a"},
+    ],
+)
+@pytest.mark.parametrize("size", [0, 1, 100, 4088, 4089, 10_000])
+def test_frames_are_encoded_as_pamqp_encodes_them(props: dict, size: int, monkeypatch):
+    m = Frame(
+        "ns.jobs",
+        "modem.pool" * 3,
+        bytes(range(256)) * (size // 256) + b"x" * (size % 256),
+        Basic.Properties(**props),
+    )
+    fell_back = []
+    real = frames.marshal
+    monkeypatch.setattr(frames, "marshal", lambda *a: fell_back.append(1) or real(*a))
+    for channel in (1, 7, 65535):
+        assert encode(m, channel, 4088) == _pamqp(m, channel, 4088)
+    # Headers, priority, timestamps, app_id go through pamqp; the rest is encoded here.
+    assert bool(fell_back) == bool({"headers", "priority"} & props.keys())
+
+
+def test_a_name_too_long_for_amqp_is_refused_before_anything_is_sent():
+    with pytest.raises(ValueError, match="255"):
+        encode(Frame("x" * 256, "k", b"", Basic.Properties()), 1, 4088)
+    with pytest.raises(ValueError, match="255"):
+        encode(Frame("", "k", b"", Basic.Properties(message_id="é" * 128)), 1, 4088)
