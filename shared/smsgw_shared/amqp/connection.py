@@ -53,6 +53,8 @@ def _hide_password(url: str) -> str:
 class AmqpConnection:
     """Owns the connection; hands out confirm-mode channels; declares topology."""
 
+    REDECLARE_EVERY = 5.0  # seconds, at least, between two declarations of everything again
+
     def __init__(self, url: str, topology: Topology, *, name: str = "smsgw") -> None:
         self.url = url
         self.topology = topology
@@ -68,6 +70,7 @@ class AmqpConnection:
         self.topology_lost = asyncio.Event()
         self._specs: dict[str, QueueSpec] = {}  # every queue declared, to declare again
         self._keeper: asyncio.Task[None] | None = None
+        self._closed = False  # stop_redeclaring() was called: a later declare starts none
 
     @property
     def connection(self) -> AbstractRobustConnection:
@@ -121,6 +124,16 @@ class AmqpConnection:
             log.warning("exchange(s) %s gone from the broker", ", ".join(sorted(names)))
             self._lose_topology()
 
+    def unroutable(self, exchanges: Iterable[str]) -> None:
+        """A publish to these came back unroutable. On the jobs or events exchange every
+        routing key used has a queue declared for it, so its binding is gone (the exchange
+        was deleted and declared again by another process): declare everything again. The
+        RPC exchange is left out: a request no modem worker is bound for is unroutable by
+        design."""
+        ours = {self.topology.jobs_exchange, self.topology.events_exchange}
+        if ours & set(exchanges):
+            self._lose_topology()
+
     async def connect_forever(self, first_delay: float = 1.0, max_delay: float = 30.0) -> None:
         """Keep trying to connect until it works (for services that must start without
         the broker, like the API, whose outbox holds jobs meanwhile)."""
@@ -166,18 +179,25 @@ class AmqpConnection:
                     self._declared.add(spec.name)
             finally:
                 await ch.close()
-            if self._keeper is None:
+            if self._keeper is None and not self._closed:
                 self._keeper = asyncio.create_task(self._keep_declared(), name="amqp-redeclare")
 
     async def _keep_declared(self) -> None:
         """Declare everything again each time the broker may have lost it. Without this an
         API whose broker was reset would fail every publish from its outbox forever, and
         a worker's events would find no exchange."""
+        loop = asyncio.get_running_loop()
+        last = -self.REDECLARE_EVERY
         while True:
             await self.topology_lost.wait()
+            # Each unroutable publish may ask for this: at most once every few seconds.
+            await asyncio.sleep(max(0.0, last + self.REDECLARE_EVERY - loop.time()))
             self.topology_lost.clear()
+            self._declared.clear()
+            self._exchanges = {""}
             log.warning("declaring the broker topology again")
             await self.declare_forever(list(self._specs.values()))
+            last = loop.time()
             log.info("broker topology declared again")
 
     async def missing_exchanges(self, names: Iterable[str]) -> set[str]:
@@ -203,9 +223,14 @@ class AmqpConnection:
             self._lose_topology()  # one of ours: declare everything again
         return missing
 
-    async def close(self) -> None:
+    async def stop_redeclaring(self) -> None:
+        """No more declaring again (before deleting this topology on purpose)."""
+        self._closed = True
         await stop_tasks([self._keeper])
         self._keeper = None
+
+    async def close(self) -> None:
+        await self.stop_redeclaring()
         if self._conn is not None:
             await self._conn.close()
             self._conn = None

@@ -170,11 +170,18 @@ class Publisher:
         gone = {it.exchange for it, o in zip(items, outcomes, strict=True) if _not_found(o)}
         if gone:
             self._amqp.forget_exchanges(gone)
-            return [
-                _missing(it) if it.exchange in gone else _error(it, o)
-                for it, o in zip(items, outcomes, strict=True)
-            ]
-        return [_error(it, o) for it, o in zip(items, outcomes, strict=True)]
+        errors = [
+            _missing(it) if it.exchange in gone else _error(it, o)
+            for it, o in zip(items, outcomes, strict=True)
+        ]
+        unroutable = {
+            it.exchange
+            for it, e in zip(items, errors, strict=True)
+            if isinstance(e, UnroutableError)
+        }
+        if unroutable:
+            self._amqp.unroutable(unroutable)
+        return errors
 
     async def close(self) -> None:
         if self._channel is not None and not self._channel.is_closed:

@@ -89,6 +89,7 @@ async def amqp(settings: Settings) -> AsyncIterator[AmqpConnection]:
     conn = AmqpConnection(settings.amqp_url, topo, name="pytest")
     await conn.connect()
     yield conn
+    await conn.stop_redeclaring()  # it would otherwise declare what is being deleted
     await delete_namespace(conn, settings)
     await conn.close()
 
