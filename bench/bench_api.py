@@ -219,6 +219,7 @@ async def main() -> None:
     ap.add_argument("--requests", type=int, default=20000)
     ap.add_argument("--concurrency", type=int, default=50)
     ap.add_argument("--sustain", type=float, default=10.0, help="seconds of batch load")
+    ap.add_argument("--batch-concurrency", type=int, default=4, help="of the sustained phase")
     args = ap.parse_args()
     ns = "bench" + uuid.uuid4().hex[:6]
     db = f"{PG}/smsgw_bench_{uuid.uuid4().hex[:6]}"
@@ -274,7 +275,7 @@ async def main() -> None:
         amqp = AmqpConnection(AMQP, Topology(ns))
         await amqp.connect()
         try:
-            print(await sustained(base, key, db, amqp, args.sustain, 4))
+            print(await sustained(base, key, db, amqp, args.sustain, args.batch_concurrency))
         finally:
             await amqp.close()
     finally:
