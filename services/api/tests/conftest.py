@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -19,7 +19,7 @@ from smsgw_shared.config import Settings
 
 
 @pytest.fixture
-def api_settings(db_settings: Settings) -> Settings:
+def api_settings(db_settings: Settings) -> Iterator[Settings]:
     """Two modems, one bind, a rule sending +7916 to the bind, a bootstrap admin key."""
     data = db_settings.model_dump()
     data.update(
@@ -32,7 +32,24 @@ def api_settings(db_settings: Settings) -> Settings:
         routing={"default": "modem:*", "rules": [{"prefix": "+7916", "to": "smpp:b1"}]},
     )
     data["api"] = data["api"] | {"outbox_interval": 0.2, "scheduler_interval": 0.2}
-    return Settings.model_validate(data)
+    settings = Settings.model_validate(data)
+    yield settings
+    # The session shares one database: the outbox rows this test left for its namespace
+    # go, or a later test's relay retries them against exchanges deleted with it.
+    asyncio.run(_remove_outbox_rows(settings))
+
+
+async def _remove_outbox_rows(settings: Settings) -> None:
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    from smsgw_shared.store.direct import asyncpg_dsn
+
+    conn = await asyncpg.connect(asyncpg_dsn(make_url(settings.database_url)))
+    try:
+        await conn.execute("DELETE FROM outbox WHERE exchange LIKE $1", f"{settings.namespace}.%")
+    finally:
+        await conn.close()
 
 
 @asynccontextmanager
