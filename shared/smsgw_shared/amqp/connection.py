@@ -192,9 +192,7 @@ class AmqpConnection:
             await self.topology_lost.wait()
             # Each unroutable publish may ask for this: at most once every few seconds.
             await asyncio.sleep(max(0.0, last + self.REDECLARE_EVERY - loop.time()))
-            self.topology_lost.clear()
-            self._declared.clear()
-            self._exchanges = {""}
+            self.topology_lost.clear()  # `_lose_topology` already forgot what was declared
             log.warning("declaring the broker topology again")
             await self.declare_forever(list(self._specs.values()))
             last = loop.time()
