@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import aio_pika
+import aiormq
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -115,16 +117,34 @@ def make_key(api: httpx.AsyncClient, admin_headers: dict[str, str]) -> Callable[
 async def drain(
     amqp: AmqpConnection, queue: str, expect: int, timeout: float = 10.0
 ) -> list[bytes]:
-    """Take `expect` messages from a queue (acking them), waiting up to `timeout`."""
-    ch = await amqp.channel(confirms=False)
-    q = await ch.get_queue(queue, ensure=False)
+    """Take `expect` messages from a queue (acking them), waiting up to `timeout`.
+
+    Reads on a connection of its own, so a queue that does not exist yet (a service is
+    still declaring it) or is being re-created (RabbitMQ answers `noproc`, closing the
+    whole connection) is waited for instead of breaking the test's `amqp` connection.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
     got: list[bytes] = []
-    deadline = asyncio.get_running_loop().time() + timeout
-    while len(got) < expect and asyncio.get_running_loop().time() < deadline:
-        msg = await q.get(no_ack=True, fail=False)
-        if msg is None:
-            await asyncio.sleep(0.05)
-            continue
-        got.append(msg.body)
-    await ch.close()
+    conn: aio_pika.abc.AbstractConnection | None = None
+    ch: aio_pika.abc.AbstractChannel | None = None
+    try:
+        while len(got) < expect and loop.time() < deadline:
+            try:
+                if conn is None or conn.is_closed:
+                    conn = await aio_pika.connect(amqp.url)
+                    ch = None
+                if ch is None or ch.is_closed:
+                    ch = await conn.channel(publisher_confirms=False)
+                q = await ch.get_queue(queue, ensure=False)
+                msg = await q.get(no_ack=True, fail=False)
+            except (aiormq.exceptions.AMQPError, ConnectionError):
+                msg = None  # queue missing or being re-created: try again on new channels
+            if msg is None:
+                await asyncio.sleep(0.05)
+                continue
+            got.append(msg.body)
+    finally:
+        if conn is not None and not conn.is_closed:
+            await conn.close()
     return got

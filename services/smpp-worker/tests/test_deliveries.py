@@ -12,6 +12,7 @@ import pytest
 
 from smsgw_shared.amqp import AmqpConnection, Outgoing, Publisher
 from smsgw_shared.config import Settings
+from smsgw_shared.testing.helpers import wait_for
 from smsgw_smpp import pdu as sp
 from smsgw_smpp.rpc import SmppQueryReply, SmppQueryRequest
 
@@ -64,7 +65,13 @@ async def test_receipts_match_the_sent_provider_ids(
         assert receipt["recipient"] == "+79160000000"
         if receipt_form != "tlv":
             assert receipt["error_code"] == "034"
-        assert service.metrics.receipts.labels("b1", "undelivered")._value.get() == 1
+        # counted once the broker confirmed the event, which the test may see before that
+        counter = service.metrics.receipts.labels("b1", "undelivered")
+
+        async def counted() -> bool:
+            return bool(counter._value.get() == 1)
+
+        await wait_for(counted, timeout=5)
     stats = await sim.get("/stats")
     assert stats["deliver_resp"] == {"ESME_ROK": 1}
 
