@@ -165,8 +165,39 @@ async def outbox_empty(db: str, patience: float) -> tuple[int, int]:
     return first, left
 
 
+def cpu_seconds(api_pid: int) -> dict[str, float]:
+    """CPU time used so far by the API, PostgreSQL (every backend), RabbitMQ and this
+    load generator, from /proc (Linux): where the cores go during a phase."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = dict.fromkeys(("api", "postgres", "rabbitmq", "bench"), 0.0)
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        used = (int(fields[11]) + int(fields[12])) / tick
+        if int(pid) == api_pid:
+            out["api"] += used
+        elif int(pid) == os.getpid():
+            out["bench"] += used
+        elif comm.startswith("postgres"):
+            out["postgres"] += used
+        elif comm.startswith(("beam", "erl_child", "epmd")):
+            out["rabbitmq"] += used
+    return out
+
+
 async def sustained(
-    base: str, key: str, db: str, amqp: AmqpConnection, seconds: float, concurrency: int
+    base: str,
+    key: str,
+    db: str,
+    amqp: AmqpConnection,
+    seconds: float,
+    concurrency: int,
+    api_pid: int,
 ) -> str:
     """1,000-recipient requests at `concurrency` for `seconds`; then wait for the outbox to
     drain. Recipients/s accepted, and end to end (until every job is in its queue)."""
@@ -187,17 +218,24 @@ async def sustained(
                     assert r.status == 202, r.status
                 sent += 1000
 
+    cpu0 = cpu_seconds(api_pid)
     t0 = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(concurrency)))
     accepted = time.perf_counter() - t0
     left_at_end, left = await outbox_empty(db, 120)
     drained = time.perf_counter() - t0
+    cpu1 = cpu_seconds(api_pid)
     in_queues = await queued_jobs(amqp, names) - before
+    per = {k: (cpu1[k] - cpu0[k]) / max(sent, 1) * 1e6 for k in cpu0}
+    busy = sum(cpu1[k] - cpu0[k] for k in cpu0) / drained
     return (
         f"sustained 1,000-recipient requests at concurrency {concurrency} for {seconds:.0f}s: "
         f"{sent:,} accepted ({sent / accepted:,.0f}/s); outbox {left_at_end:,} at the end, "
         f"{left:,} after {drained - accepted:.1f}s more; {in_queues:,} jobs in queues; "
-        f"end to end {sent / drained:,.0f} recipients/s"
+        f"end to end {sent / drained:,.0f} recipients/s\n"
+        "  CPU a recipient: "
+        + ", ".join(f"{k} {v:.0f} µs" for k, v in per.items())
+        + f" ({sum(per.values()):.0f} µs in all; {busy * 100:.0f} % of one core busy)"
     )
 
 
@@ -275,7 +313,9 @@ async def main() -> None:
         amqp = AmqpConnection(AMQP, Topology(ns))
         await amqp.connect()
         try:
-            print(await sustained(base, key, db, amqp, args.sustain, args.batch_concurrency))
+            print(
+                await sustained(base, key, db, amqp, args.sustain, args.batch_concurrency, api.pid)
+            )
         finally:
             await amqp.close()
     finally:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from smsgw_shared.ids import uuid7_strings
 
 
 def utcnow() -> datetime:
@@ -15,8 +16,9 @@ def utcnow() -> datetime:
 
 
 def new_id() -> str:
-    """A fresh random id (UUID4 as text)."""
-    return str(uuid.uuid4())
+    """A fresh id (a time-ordered UUID, version 7, as text): event ids are unique keys of
+    the store, which grow at their right edge with such ids."""
+    return uuid7_strings(1)[0]
 
 
 class PayloadError(ValueError):

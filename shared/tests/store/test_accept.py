@@ -14,42 +14,29 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from smsgw_shared.store.db import StoreUnavailable
 from smsgw_shared.store.direct import DirectConnection
-from smsgw_shared.store.repos.messages import MessageRepository
+from smsgw_shared.store.repos.messages import MessageRepository, NewMessages
 
 
-def _row(**over: Any) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "id": uuid.uuid4(),
-        "batch_id": uuid.uuid4(),
-        "api_key_id": None,
-        "to_number": "+79160001234",
-        "sender": None,
-        "text": "hi",
-        "encoding": "gsm7",
-        "parts_count": 1,
-        "route": "smpp:b1",
-        "status": "queued",
-        "flash": False,
-        "dlr": True,
-        "validity": None,
-        "reference": None,
-        "status_callback": None,
-        "job_id": uuid.uuid4(),
-        "send_at": None,
-        "expires_at": None,
-    }
-    row.update(over)
-    return row
-
-
-def _job(message_id: uuid.UUID) -> dict[str, Any]:
-    return {
-        "message_id": message_id,
-        "exchange": "smsgw-test-none",
-        "routing_key": "k",
-        "body": f'{{"m": "{message_id}"}}',
-        "available_at": datetime.now(UTC) + timedelta(days=1),
-    }
+def _group(n: int = 1, *, scheduled: bool = False, **over: Any) -> NewMessages:
+    """A request's messages to `n` recipients (queued, with jobs, unless `scheduled`)."""
+    group = NewMessages(
+        batch_id=uuid.uuid4(),
+        api_key_id=None,
+        sender=None,
+        text="hi",
+        encoding="gsm7",
+        parts_count=1,
+        status="scheduled" if scheduled else "queued",
+        send_at=datetime.now(UTC) + timedelta(hours=1) if scheduled else None,
+        exchange=None if scheduled else "smsgw-test-none",
+        available_at=datetime.now(UTC) + timedelta(days=1),
+    )
+    for k, v in over.items():
+        setattr(group, k, v)
+    for i in range(n):
+        mid = uuid.uuid4()
+        group.add(mid, f"+7916000{i:04d}", "smpp:b1", uuid.uuid4(), "k", f'{{"m": "{mid}"}}')
+    return group
 
 
 async def _count(engine: AsyncEngine, table: str, ids: list[uuid.UUID]) -> int:
@@ -72,68 +59,91 @@ async def direct(engine: AsyncEngine):
         await c.execute(text("DELETE FROM outbox WHERE exchange = 'smsgw-test-none'"))
 
 
-async def test_rows_events_and_jobs_in_job_order(engine: AsyncEngine, direct: DirectConnection):
+async def test_messages_events_and_jobs_in_order(engine: AsyncEngine, direct: DirectConnection):
+    """Several requests in one statement: each message gets its request's shared values and
+    its own, a history entry and a job; the outbox ids follow the requests' recipients."""
     repo = MessageRepository(engine)
-    rows = [_row(to_number=f"+7916000{i:04d}", reference=f"r{i}") for i in range(50)]
-    # Jobs in another order than the rows: the ids must follow the jobs.
-    jobs = [_job(r["id"]) for r in reversed(rows)]
-    ids = await repo.accept(direct, rows, jobs)
+    first = _group(30, reference="r1", sender="Shop", validity=600)
+    later = _group(1, scheduled=True)
+    second = _group(20, text="other text", flash=True, dlr=False)
+    ids = await repo.accept(direct, [first, later, second])
     assert len(ids) == 50
     async with engine.connect() as conn:
         res = await conn.execute(
-            text("SELECT id, message_id FROM outbox WHERE id = ANY(:ids)"), {"ids": ids}
+            text("SELECT id, message_id, body, routing_key FROM outbox WHERE id = ANY(:ids)"),
+            {"ids": ids},
         )
-        by_id = {r.id: r.message_id for r in res}
-    assert [by_id[i] for i in ids] == [j["message_id"] for j in jobs]
-    mids = [r["id"] for r in rows]
-    assert await _count(engine, "messages", mids) == 50
-    assert await _count(engine, "message_events", mids) == 50
+        by_id = {r.id: r for r in res}
+        mids = first.ids + second.ids
+        assert [by_id[i].message_id for i in ids] == mids
+        assert {by_id[i].body for i in ids} == set(first.bodies + second.bodies)
+        stored = {
+            r.id: r
+            for r in await conn.execute(
+                text("SELECT * FROM messages WHERE id = ANY(:ids)"),
+                {"ids": mids + later.ids},
+            )
+        }
+    for group in (first, later, second):
+        for i, mid in enumerate(group.ids):
+            row = stored[mid]
+            assert (row.to_number, row.route, row.job_id) == (
+                group.to_numbers[i],
+                group.routes[i],
+                group.job_ids[i],
+            )
+            for column in ("batch_id", "sender", "text", "status", "flash", "dlr", "validity"):
+                assert getattr(row, column) == getattr(group, column), column
+            assert row.reference == group.reference and row.send_at == group.send_at
+    assert await _count(engine, "messages", mids + later.ids) == 51
+    assert await _count(engine, "message_events", mids + later.ids) == 51
+    assert await _count(engine, "outbox", later.ids) == 0
 
     await repo.delete_outbox(direct, ids[:10])
     assert await _count(engine, "outbox", mids) == 40
 
 
-async def test_scheduled_rows_without_jobs(engine: AsyncEngine, direct: DirectConnection):
+async def test_scheduled_messages_without_jobs(engine: AsyncEngine, direct: DirectConnection):
     repo = MessageRepository(engine)
-    row = _row(status="scheduled", send_at=datetime.now(UTC) + timedelta(hours=1))
-    assert await repo.accept(direct, [row], []) == []
-    assert await _count(engine, "messages", [row["id"]]) == 1
-    assert await repo.accept(direct, [], []) == []
+    group = _group(scheduled=True)
+    assert await repo.accept(direct, [group]) == []
+    assert await _count(engine, "messages", group.ids) == 1
+    assert await repo.accept(direct, []) == []
+    assert await repo.accept(direct, [_group(0)]) == []
 
 
 async def test_all_or_nothing(engine: AsyncEngine, direct: DirectConnection):
     """A row that violates a constraint fails the whole batch: no message, event or job of
     it is left behind (nothing half-accepted that the caller was told failed)."""
     repo = MessageRepository(engine)
-    good = _row()
-    await repo.accept(direct, [good], [_job(good["id"])])
-    fresh = _row()
-    dup = _row(id=good["id"])  # primary key taken
+    good = _group()
+    await repo.accept(direct, [good])
+    fresh = _group()
+    dup = _group()
+    dup.ids[0] = good.ids[0]  # primary key taken
     with pytest.raises(asyncpg.UniqueViolationError):
-        await repo.accept(direct, [fresh, dup], [_job(fresh["id"]), _job(dup["id"])])
-    assert await _count(engine, "messages", [fresh["id"]]) == 0
-    assert await _count(engine, "message_events", [fresh["id"]]) == 0
-    assert await _count(engine, "outbox", [fresh["id"]]) == 0
+        await repo.accept(direct, [fresh, dup])
+    assert await _count(engine, "messages", fresh.ids) == 0
+    assert await _count(engine, "message_events", fresh.ids) == 0
+    assert await _count(engine, "outbox", fresh.ids) == 0
     # The connection is still usable after a statement error.
-    again = _row()
-    assert len(await repo.accept(direct, [again], [_job(again["id"])])) == 1
+    assert len(await repo.accept(direct, [_group()])) == 1
 
 
 async def test_reconnects_after_the_server_drops_it(engine: AsyncEngine, direct: DirectConnection):
     repo = MessageRepository(engine)
-    first = _row()
-    await repo.accept(direct, [first], [_job(first["id"])])
+    await repo.accept(direct, [_group()])
     pid = await direct.run(lambda c: c.fetchval("SELECT pg_backend_pid()"))
     async with engine.begin() as conn:
         await conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
     # The terminated connection is noticed (closed socket) or fails once; either way the
     # caller gets an error or success, and the next call works on a new connection.
-    second = _row()
+    second = _group()
     try:
-        await repo.accept(direct, [second], [_job(second["id"])])
+        await repo.accept(direct, [second])
     except StoreUnavailable:
-        await repo.accept(direct, [second], [_job(second["id"])])
-    assert await _count(engine, "messages", [second["id"]]) == 1
+        await repo.accept(direct, [second])
+    assert await _count(engine, "messages", second.ids) == 1
     assert await direct.run(lambda c: c.fetchval("SELECT pg_backend_pid()")) != pid
 
 

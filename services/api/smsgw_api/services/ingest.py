@@ -19,7 +19,7 @@ from smsgw_api.problems import Problem
 from smsgw_api.services.pipeline import HOT_PATH_GRACE_S, GroupCommitter, JobDispatcher
 from smsgw_shared.amqp import Outgoing, Topology
 from smsgw_shared.config import Settings
-from smsgw_shared.ids import uuid4_strings
+from smsgw_shared.ids import uuid7_strings
 from smsgw_shared.messages import SendJob
 from smsgw_shared.routing import Router, UnknownRouteError
 from smsgw_shared.sms import charsets
@@ -33,6 +33,7 @@ from smsgw_shared.sms.errors import (
 from smsgw_shared.sms.phone import normalize_number, validate_sender
 from smsgw_shared.sms.segment import preview
 from smsgw_shared.store.repos.keys import ApiKey
+from smsgw_shared.store.repos.messages import NewMessages
 
 ACCEPTED = Counter("smsgw_api_messages_accepted_total", "Messages accepted", ["route", "status"])
 REJECTED = Counter("smsgw_api_recipients_rejected_total", "Recipients refused", ["reason"])
@@ -118,6 +119,22 @@ class JobBodies:
         self._chunks: list[str] | None = None
         self._calls = 0
         self._routes: dict[str, str] = {}
+
+    @classmethod
+    def of(cls, group: NewMessages, created_at: datetime) -> JobBodies:
+        """The bodies of the jobs of these messages (what they share is the job's)."""
+        return cls(
+            batch_id=str(group.batch_id),
+            sender=group.sender,
+            text=group.text,
+            encoding=group.encoding,
+            parts=group.parts_count,
+            flash=group.flash,
+            validity=group.validity,
+            dlr=group.dlr,
+            reference=group.reference,
+            created_at=created_at,
+        )
 
     def _template(self) -> list[str] | None:
         text = SendJob(**self._MARKS, **self.common).to_bytes().decode()
@@ -254,29 +271,32 @@ class Ingestor:
         now = datetime.now(UTC)
         scheduled = spec.send_at is not None and spec.send_at > now + timedelta(seconds=1)
         status = "scheduled" if scheduled else "queued"
-        expires_at = None
-        if spec.validity:
-            expires_at = (spec.send_at if scheduled else now) + timedelta(seconds=spec.validity)  # type: ignore[operator]
+        start = spec.send_at if scheduled and spec.send_at is not None else now
+        expires_at = start + timedelta(seconds=spec.validity) if spec.validity else None
 
-        ids = iter(uuid4_strings(1 + 2 * len(spec.recipients)))
+        ids = iter(uuid7_strings(1 + 2 * len(spec.recipients)))
         batch_id = next(ids)
         result = Accepted(batch_id, text=text)
-        rows: list[dict[str, Any]] = []
-        jobs: list[dict[str, Any]] = []
-        outgoing: list[Outgoing] = []
-        seen: set[str] = set()
-        bodies = JobBodies(
+        group = NewMessages(
             batch_id=batch_id,
+            api_key_id=key.id,
             sender=sender,
             text=text,
             encoding=encoding,
-            parts=parts,
+            parts_count=parts,
+            status=status,
             flash=spec.flash,
-            validity=spec.validity,
             dlr=spec.dlr,
+            validity=spec.validity,
             reference=spec.reference,
-            created_at=now,
+            status_callback=spec.status_callback,
+            send_at=spec.send_at if scheduled else None,
+            expires_at=expires_at,
+            exchange=None if scheduled else self.topology.jobs_exchange,
         )
+        outgoing: list[Outgoing] = []
+        seen: set[str] = set()
+        bodies = JobBodies.of(group, created_at=now)
         for raw in spec.recipients:
             outcome = self._recipient(key, raw, spec, seen, encoding, parts)
             result.messages.append(outcome)
@@ -287,32 +307,12 @@ class Ingestor:
             outcome.id = mid
             outcome.status = status
             route = outcome.route or ""
-            rows.append(
-                {
-                    "id": mid,
-                    "batch_id": batch_id,
-                    "api_key_id": key.id,
-                    "to_number": outcome.to,
-                    "sender": sender,
-                    "text": text,
-                    "encoding": encoding,
-                    "parts_count": parts,
-                    "route": route,
-                    "status": status,
-                    "flash": spec.flash,
-                    "dlr": spec.dlr,
-                    "validity": spec.validity,
-                    "reference": spec.reference,
-                    "status_callback": spec.status_callback,
-                    "job_id": job_id,
-                    "send_at": spec.send_at if scheduled else None,
-                    "expires_at": expires_at,
-                }
-            )
             if scheduled:
+                group.add(mid, outcome.to, route, job_id)
                 continue
             body = bodies.body(job_id, mid, outcome.to, route)
             routing_key = self.topology.job_routing_key(route)
+            group.add(mid, outcome.to, route, job_id, routing_key, body)
             outgoing.append(
                 Outgoing(
                     self.topology.jobs_exchange,
@@ -321,15 +321,7 @@ class Ingestor:
                     message_id=job_id,
                 )
             )
-            jobs.append(
-                {
-                    "message_id": mid,
-                    "exchange": self.topology.jobs_exchange,
-                    "routing_key": routing_key,
-                    "body": body,
-                }
-            )
-        if not rows:
+        if not group.ids:
             raise Problem(
                 422,
                 "no_valid_recipients",
@@ -339,31 +331,28 @@ class Ingestor:
                     {"to": m.to, "error": m.error, "code": m.error_code} for m in result.messages
                 ],
             )
-        await self._store(rows, jobs, outgoing)
+        await self._store(group, outgoing)
         counts = collections.Counter((m.route or "none", m.status) for m in result.messages)
         for (route, state), n in counts.items():
             ACCEPTED.labels(route, state).inc(n)
         return result
 
-    async def _store(
-        self, rows: list[dict[str, Any]], jobs: list[dict[str, Any]], outgoing: list[Outgoing]
-    ) -> None:
+    async def _store(self, group: NewMessages, outgoing: list[Outgoing]) -> None:
         """Commit; the jobs go to the dispatcher, or to the relay when the dispatcher has
         had no room for a while (the broker stalled): then they are due at once."""
-        hot = bool(jobs) and await self.dispatcher.reserve(len(jobs))
-        available_at = datetime.now(UTC) + timedelta(seconds=HOT_PATH_GRACE_S if hot else 0)
-        for j in jobs:
-            j["available_at"] = available_at
+        jobs = group.jobs
+        hot = bool(jobs) and await self.dispatcher.reserve(jobs)
+        group.available_at = datetime.now(UTC) + timedelta(seconds=HOT_PATH_GRACE_S if hot else 0)
         try:
-            outbox_ids = await self.committer.submit(rows, jobs)
+            outbox_ids = await self.committer.submit(group)
         except BaseException:
             if hot:
-                self.dispatcher.release(len(jobs))
+                self.dispatcher.release(jobs)
             raise
         if hot:
             self.dispatcher.enqueue(list(zip(outbox_ids, outgoing, strict=True)))
         elif jobs:
-            HANDED_TO_RELAY.inc(len(jobs))
+            HANDED_TO_RELAY.inc(jobs)
 
     def _recipient(
         self, key: ApiKey, raw: str, spec: SendSpec, seen: set[str], encoding: str, parts: int

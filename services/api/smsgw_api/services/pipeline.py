@@ -13,12 +13,11 @@ import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from smsgw_shared.amqp import Outgoing, Publisher, PublishError
 from smsgw_shared.runtime import stop_tasks
 from smsgw_shared.store.direct import DirectConnection
-from smsgw_shared.store.repos.messages import MessageRepository, OutboxRow
+from smsgw_shared.store.repos.messages import MessageRepository, NewMessages, OutboxRow
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +27,7 @@ HOT_PATH_GRACE_S = 30
 
 @dataclass
 class _Pending:
-    rows: Sequence[dict[str, Any]]
-    jobs: Sequence[dict[str, Any]]
+    group: NewMessages
     future: asyncio.Future[list[int]] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -55,11 +53,9 @@ class GroupCommitter:
             for i, conn in enumerate(self._connections)
         ]
 
-    async def submit(
-        self, rows: Sequence[dict[str, Any]], jobs: Sequence[dict[str, Any]]
-    ) -> list[int]:
-        """Store rows and outbox jobs; returns the outbox ids once committed."""
-        item = _Pending(rows, jobs)
+    async def submit(self, group: NewMessages) -> list[int]:
+        """Store one request's messages and jobs; returns the outbox ids once committed."""
+        item = _Pending(group)
         self._queue.put_nowait(item)
         return await item.future
 
@@ -67,18 +63,16 @@ class GroupCommitter:
         while True:
             first = await self._queue.get()
             batch = [first]
-            count = len(first.rows)
+            count = len(first.group.ids)
             while count < self.max_rows and not self._queue.empty():
                 nxt = self._queue.get_nowait()
                 batch.append(nxt)
-                count += len(nxt.rows)
+                count += len(nxt.group.ids)
             await self._commit(conn, batch)
 
     async def _commit(self, conn: DirectConnection, batch: list[_Pending]) -> None:
-        rows = [r for p in batch for r in p.rows]
-        jobs = [j for p in batch for j in p.jobs]
         try:
-            ids = await self.repo.accept(conn, rows, jobs)
+            ids = await self.repo.accept(conn, [p.group for p in batch])
         except Exception as exc:
             for p in batch:
                 if not p.future.done():
@@ -86,7 +80,7 @@ class GroupCommitter:
             return
         pos = 0
         for p in batch:
-            n = len(p.jobs)
+            n = p.group.jobs
             if not p.future.done():
                 p.future.set_result(ids[pos : pos + n])
             pos += n

@@ -29,6 +29,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from smsgw_shared.ids import uuid7_strings
 from smsgw_shared.store.schema import api_keys, webhook_attempts, webhook_deliveries, webhooks
 
 SECRET_PREFIX = "whsec_"
@@ -231,7 +232,7 @@ class WebhookRepository:
             return 0
         rows = [
             {
-                "id": uuid.uuid4(),
+                "id": uuid.UUID(did),
                 "webhook_id": d.webhook_id,
                 "url": d.url,
                 "event_id": d.event_id,
@@ -239,7 +240,7 @@ class WebhookRepository:
                 "payload": d.payload,
                 "status": "pending",
             }
-            for d in items
+            for d, did in zip(items, uuid7_strings(len(items)), strict=True)
         ]
         await conn.execute(pg_insert(webhook_deliveries).on_conflict_do_nothing(), rows)
         return len(rows)
