@@ -36,9 +36,56 @@ async def test_broker_down_accepts_and_relays_when_it_returns(api_settings, amqp
             backlog = (await conn.execute(text("SELECT count(*) FROM outbox"))).scalar_one()
         assert backlog >= 2
     # The broker "returns": an API process with a working broker relays the outbox.
-    async with running_app(api_settings):
+    async with running_app(api_settings) as (app, _):
         got = await drain(amqp, amqp.topology.job_queue("modem:*"), 2, timeout=15)
-    assert {SendJob.from_bytes(b).message_id for b in got} == ids
+        async with app.state.smsgw.engine.connect() as conn:
+            stored = {
+                str(r.id): r
+                for r in await conn.execute(
+                    text("SELECT * FROM messages WHERE id = ANY(:ids)"), {"ids": list(ids)}
+                )
+            }
+    jobs = [SendJob.from_bytes(b) for b in got]
+    assert {j.message_id for j in jobs} == ids
+    # The outbox held no body: each job was made again from its message, as accepted.
+    for job in jobs:
+        row = stored[job.message_id]
+        assert (job.job_id, job.batch_id) == (str(row.job_id), str(row.batch_id))
+        assert (job.to, job.text, job.route, job.encoding) == (
+            row.to_number,
+            "while down",
+            "modem:*",
+            "gsm7",
+        )
+
+
+async def test_relay_sends_no_job_a_message_no_longer_needs(api_settings, amqp):
+    """A job left in the outbox whose message was since taken by a worker, expired or
+    removed is not published again; the one still queued is, and the outbox is empty."""
+    dead_broker = api_settings.model_copy(
+        update={"amqp_url": f"amqp://guest:guest@127.0.0.1:{free_port()}/"}
+    )
+    to = ["+79210001231", "+79210001232", "+79210001233", "+79210001234"]
+    async with running_app(dead_broker, wait_broker=False) as (app, client):
+        headers = {"Authorization": f"Bearer {api_settings.bootstrap_api_key}"}
+        r = await client.post("/v1/messages", json={"to": to, "text": "x"}, headers=headers)
+        assert r.status_code == 202, r.text
+        ids = [m["id"] for m in r.json()["messages"]]
+        async with app.state.smsgw.engine.begin() as conn:
+            for mid, status in zip(ids[:2], ("sending", "expired"), strict=True):
+                await conn.execute(
+                    text("UPDATE messages SET status = :s WHERE id = :id"),
+                    {"s": status, "id": mid},
+                )
+            await conn.execute(text("DELETE FROM messages WHERE id = :id"), {"id": ids[2]})
+    async with running_app(api_settings) as (app, _):
+        got = await drain(amqp, amqp.topology.job_queue("modem:*"), 2, timeout=5)
+        assert [SendJob.from_bytes(b).message_id for b in got] == [ids[3]]
+        async with app.state.smsgw.engine.connect() as conn:
+            left = await conn.execute(
+                text("SELECT count(*) FROM outbox WHERE message_id = ANY(:ids)"), {"ids": ids}
+            )
+            assert left.scalar_one() == 0
 
 
 async def test_a_broker_that_lost_its_topology_gets_it_back_and_nothing_is_lost(api_settings, amqp):

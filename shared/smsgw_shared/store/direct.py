@@ -44,11 +44,13 @@ class DirectConnection:
         connect_timeout: float = 5.0,
         command_timeout: float = 30.0,
         application_name: str = "smsgw",
+        server_settings: dict[str, str] | None = None,
     ) -> None:
         self.dsn = dsn
         self.connect_timeout = connect_timeout
         self.command_timeout = command_timeout
-        self.application_name = application_name
+        # PostgreSQL settings of the session (`plan_cache_mode`…), with its name
+        self.server_settings = {"application_name": application_name, **(server_settings or {})}
         self._conn: asyncpg.Connection | None = None
         self._lock = asyncio.Lock()
 
@@ -62,7 +64,7 @@ class DirectConnection:
             self.dsn,
             timeout=self.connect_timeout,
             command_timeout=self.command_timeout,
-            server_settings={"application_name": self.application_name},
+            server_settings=self.server_settings,
         )
         self._conn = conn
         return conn

@@ -312,7 +312,7 @@ class Ingestor:
                 continue
             body = bodies.body(job_id, mid, outcome.to, route)
             routing_key = self.topology.job_routing_key(route)
-            group.add(mid, outcome.to, route, job_id, routing_key, body)
+            group.add(mid, outcome.to, route, job_id, routing_key)
             outgoing.append(
                 Outgoing(
                     self.topology.jobs_exchange,

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from smsgw_api.services.jobs import stored_job
 from smsgw_shared.amqp import Outgoing, Publisher, PublishError
 from smsgw_shared.runtime import stop_tasks
 from smsgw_shared.store.direct import DirectConnection
@@ -123,7 +124,7 @@ class JobDispatcher:
         self._room = asyncio.Event()
         self._room.set()
         self._tasks: list[asyncio.Task[None]] = []
-        self._conns = [repo.direct() for _ in range(publishers)]
+        self._conns = [repo.direct_for_deletes() for _ in range(publishers)]
 
     def start(self) -> None:
         self._tasks = [
@@ -214,13 +215,40 @@ class OutboxRelay:
         self._task = asyncio.create_task(self._loop(after), name="outbox-relay")
 
     async def _publish_rows(self, rows: list[OutboxRow]) -> list[str | None]:
-        items = [Outgoing(r.exchange, r.routing_key, r.body.encode()) for r in rows]
+        """Publish what the rows owe; each row's error, or None once confirmed (or once
+        found not to be owed any more)."""
+        todo: list[int] = []
+        items: list[Outgoing] = []
+        for i, r in enumerate(rows):
+            body = r.body.encode() if r.body is not None else self._stored_body(r)
+            if body is not None:
+                todo.append(i)
+                items.append(Outgoing(r.exchange, r.routing_key, body))
+        errors: list[str | None] = [None] * len(rows)
+        if not items:
+            return errors
         try:
             async with asyncio.timeout(15):
-                errors = await self.publisher.publish_many(items)
+                results = await self.publisher.publish_many(items)
         except TimeoutError:
-            return ["publish timed out"] * len(rows)
-        return [None if e is None else str(e) for e in errors]
+            results = [PublishError("publish timed out")] * len(items)
+        for i, err in zip(todo, results, strict=True):
+            errors[i] = None if err is None else str(err)
+        return errors
+
+    @staticmethod
+    def _stored_body(row: OutboxRow) -> bytes | None:
+        """The job of a body-less row, made from its message; None when the message no
+        longer needs it (canceled, expired, or already taken by a worker) or is gone."""
+        msg = row.message
+        if msg is None or msg["status"] != "queued":
+            log.info(
+                "outbox: job of message %s not sent (message %s)",
+                row.message_id,
+                "gone" if msg is None else msg["status"],
+            )
+            return None
+        return stored_job(msg).to_bytes()
 
     async def run_once(self) -> int:
         """Relay every due row; returns how many were published. A row that fails stays,

@@ -8,8 +8,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from smsgw_api.services.jobs import stored_job
 from smsgw_shared.amqp import Topology
-from smsgw_shared.messages import SendJob
 from smsgw_shared.runtime import stop_tasks
 from smsgw_shared.store.repos.messages import MessageRepository
 
@@ -18,21 +18,7 @@ log = logging.getLogger(__name__)
 
 def job_for(row: Mapping[str, Any], topology: Topology) -> dict[str, Any]:
     """The outbox row that sends a stored message."""
-    job = SendJob(
-        job_id=str(row["job_id"]),
-        message_id=str(row["id"]),
-        batch_id=str(row["batch_id"]),
-        to=row["to_number"],
-        sender=row["sender"],
-        text=row["text"],
-        encoding=row["encoding"],
-        parts=row["parts_count"],
-        flash=row["flash"],
-        validity=row["validity"],
-        dlr=row["dlr"],
-        route=row["route"],
-        reference=row["reference"],
-    )
+    job = stored_job(row)
     return {
         "message_id": row["id"],
         "exchange": topology.jobs_exchange,
