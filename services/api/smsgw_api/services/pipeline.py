@@ -110,7 +110,7 @@ class JobDispatcher:
         repo: MessageRepository,
         publisher: Publisher,
         chunk: int = 1000,
-        publishers: int = 2,
+        publishers: int = 4,  # bench_api: 2 → 4 is 19.2-21.1k → 20.3-21.7k recipients/s
         limit: int = 10_000,
         wait: float = 2.0,
     ) -> None:
