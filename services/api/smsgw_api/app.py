@@ -25,10 +25,11 @@ from smsgw_api.deps import AppState
 from smsgw_api.fastpath import SendFastPath
 from smsgw_api.middleware import BodyLimitMiddleware, MetricsMiddleware
 from smsgw_api.problems import (
+    DATA_ERRORS,
     STORE_ERRORS,
     install_problem_handlers,
     problem_response,
-    store_unavailable,
+    store_problem,
 )
 from smsgw_api.services.ingest import Ingestor
 from smsgw_api.services.pipeline import GroupCommitter, JobDispatcher, OutboxRelay
@@ -188,12 +189,14 @@ def create_app(settings: Settings) -> FastAPI:
     )
     install_problem_handlers(app)
 
-    async def _store_down(request: Request, exc: Exception) -> JSONResponse:
-        log.warning("store error on %s: %r", request.url.path, exc)
-        return problem_response(store_unavailable(), request.url.path)
+    async def _store_error(request: Request, exc: Exception) -> JSONResponse:
+        problem = store_problem(exc)
+        if problem.status == 503:
+            log.warning("store error on %s: %r", request.url.path, exc)
+        return problem_response(problem, request.url.path)
 
-    for exc_class in STORE_ERRORS:
-        app.add_exception_handler(exc_class, _store_down)
+    for exc_class in (*STORE_ERRORS, *DATA_ERRORS):
+        app.add_exception_handler(exc_class, _store_error)
 
     # Added first, so it runs inside CORS, the body limit and the metrics.
     app.add_middleware(SendFastPath)

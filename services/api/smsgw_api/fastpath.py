@@ -24,10 +24,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from smsgw_api.deps import AppState, authorize
 from smsgw_api.problems import (
+    DATA_ERRORS,
     PROBLEM_JSON,
     STORE_ERRORS,
     Problem,
-    store_unavailable,
+    store_problem,
     validation_problem,
 )
 from smsgw_api.routes.messages import SendAnswer, submit_send
@@ -104,9 +105,10 @@ class SendFastPath:
             answer = await self._accept(scope, receive)
         except Problem as exc:
             failure = exc
-        except STORE_ERRORS as exc:
-            log.warning("store error on %s: %r", PATH, exc)
-            failure = store_unavailable()
+        except (*STORE_ERRORS, *DATA_ERRORS) as exc:
+            failure = store_problem(exc)
+            if failure.status == 503:
+                log.warning("store error on %s: %r", PATH, exc)
         else:
             if answer is not None:
                 await _respond(send, answer.status, answer.body, answer.headers, _JSON)

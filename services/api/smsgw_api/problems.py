@@ -9,7 +9,7 @@ import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -106,6 +106,41 @@ STORE_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
+# A value the store refuses (a NUL character in a text, a number out of range…): the
+# request's fault, not the store's (SQLSTATE class 22). SQLAlchemy's asyncpg dialect may
+# wrap one in a plain DBAPIError, so the chain of causes is what tells.
+DATA_ERRORS: tuple[type[Exception], ...] = (DataError, asyncpg.DataError)
+
+
+def _refused_value(exc: BaseException) -> BaseException | None:
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, DATA_ERRORS):
+            return e
+        orig = getattr(e, "orig", None)
+        todo += [e.__cause__, e.__context__, orig if isinstance(orig, BaseException) else None]
+    return None
+
+
+def store_problem(exc: BaseException) -> Problem:
+    """The answer to a store error: 422 for a value it refused, else 503 (unavailable)."""
+    refused = _refused_value(exc)
+    if refused is None:
+        return store_unavailable()
+    reason = str(refused).splitlines()[0][:300] if str(refused) else type(refused).__name__
+    return Problem(
+        422,
+        "invalid_value",
+        "A value cannot be stored",
+        f"the store refused a value of this request: {reason}",
+    )
+
+
 def store_unavailable() -> Problem:
     return Problem(
         503,
@@ -137,6 +172,12 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
         return problem_response(exc, request.url.path)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Logged with its traceback by the server; the client gets problem details.
+        problem = Problem(500, "internal_error", "Internal error", "an unexpected error")
+        return problem_response(problem, request.url.path)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

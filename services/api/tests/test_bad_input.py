@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import httpx
 import pytest
+from sqlalchemy import text
+
+from smsgw_shared.store.repos.messages import NewMessages
 
 PROBLEM = "application/problem+json"
 
@@ -116,3 +125,78 @@ async def test_unknown_message_ids(api, admin_headers):
         assert r.status_code == 404 and r.json()["code"] == "message_not_found"
         r = await api.delete(f"/v1/messages/{mid}", headers=admin_headers)
         assert r.status_code == 404
+
+
+async def test_nul_characters_are_refused_and_break_no_other_send(api, admin_headers):
+    """A NUL (U+0000) in a send: a clear 422 for that request; the sends committed at the
+    same moment are accepted."""
+    bad = [
+        {"to": "+79160001234", "text": "x", "reference": "a\u0000b"},
+        {"to": "+79160001234", "text": "nul \u0000 inside"},
+    ]
+    good = [{"to": f"+7916000{i:04d}", "text": f"good {i}"} for i in range(20)]
+    answers = await asyncio.gather(
+        *(api.post("/v1/messages", json=b, headers=admin_headers) for b in [*bad, *good])
+    )
+    for r, code in zip(answers[:2], ("invalid_characters", "invalid_text"), strict=True):
+        assert r.status_code == 422, r.text
+        assert r.headers["content-type"] == PROBLEM
+        assert r.json()["code"] == code
+    assert [r.status_code for r in answers[2:]] == [202] * 20
+
+
+async def test_a_value_the_store_refuses_fails_only_its_own_request(app_state):
+    """Whatever slips past validation and is refused by PostgreSQL (here a NUL in a text)
+    fails the request it came with, not the others of the same group commit."""
+    committer = app_state.ingestor.committer
+
+    def group(text: str) -> NewMessages:
+        g = NewMessages(
+            batch_id=uuid.uuid4(),
+            api_key_id=None,
+            sender=None,
+            text=text,
+            encoding="gsm7",
+            parts_count=1,
+            status="scheduled",
+            send_at=datetime.now(UTC) + timedelta(days=1),
+        )
+        g.add(uuid.uuid4(), "+79160001234", "modem:*", uuid.uuid4())
+        return g
+
+    groups = [group(f"fine {i}") for i in range(10)]
+    groups.insert(5, group("not \x00 storable"))
+    results = await asyncio.gather(*(committer.submit(g) for g in groups), return_exceptions=True)
+    assert isinstance(results[5], asyncpg.DataError)
+    assert [r for i, r in enumerate(results) if i != 5] == [[]] * 10
+    async with app_state.engine.begin() as conn:
+        ids = [g.ids[0] for g in groups]
+        stored = await conn.execute(
+            text("SELECT count(*) FROM messages WHERE id = ANY(:ids)"), {"ids": ids}
+        )
+        assert stored.scalar_one() == 10
+        await conn.execute(text("DELETE FROM messages WHERE id = ANY(:ids)"), {"ids": ids})
+
+
+async def test_a_filter_the_store_refuses_is_422_not_503(api, admin_headers):
+    r = await api.get("/v1/messages", params={"reference": "a\u0000"}, headers=admin_headers)
+    assert r.status_code == 422, r.text
+    assert r.json()["code"] == "invalid_value"
+    assert "Retry-After" not in r.headers
+
+
+async def test_an_unexpected_error_is_a_problem_500(api_app, admin_headers, monkeypatch):
+    """A bug still answers problem details (and the server logs its traceback)."""
+    app, _ = api_app
+
+    async def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(app.state.smsgw.messages, "list", broken)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+        r = await client.get("/v1/messages", headers=admin_headers)
+    assert r.status_code == 500
+    assert r.headers["content-type"] == PROBLEM
+    assert r.json()["code"] == "internal_error"
+    assert "a bug" not in r.text

@@ -181,6 +181,26 @@ def number_allowed(key: ApiKey, number: str) -> bool:
     return False
 
 
+def _refuse_nul(spec: SendSpec) -> None:
+    """A NUL character (U+0000) is no character of an SMS and PostgreSQL stores none in a
+    text: refused here with a clear error, before it reaches a group commit (the text
+    engine refuses one in `text` as `invalid_text`)."""
+    for name, value in (
+        ("from", spec.sender),
+        ("route", spec.route),
+        ("reference", spec.reference),
+        ("status_callback", spec.status_callback),
+    ):
+        if value is not None and "\x00" in value:
+            raise Problem(
+                422,
+                "invalid_characters",
+                "Invalid characters",
+                f"`{name}` contains a NUL character (U+0000)",
+                field=name,
+            )
+
+
 class Ingestor:
     """Turns a `SendSpec` into stored messages and published jobs."""
 
@@ -253,6 +273,7 @@ class Ingestor:
         """Validate and store; the jobs are published right after the commit."""
         if not spec.recipients:
             raise Problem(422, "no_recipients", "No recipients", "`to` is empty")
+        _refuse_nul(spec)
         limit = self.settings.api.max_recipients
         if len(spec.recipients) > limit:
             raise Problem(

@@ -14,6 +14,8 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import asyncpg
+
 from smsgw_api.services.jobs import stored_job
 from smsgw_shared.amqp import Outgoing, Publisher, PublishError
 from smsgw_shared.runtime import stop_tasks
@@ -74,10 +76,17 @@ class GroupCommitter:
     async def _commit(self, conn: DirectConnection, batch: list[_Pending]) -> None:
         try:
             ids = await self.repo.accept(conn, [p.group for p in batch])
-        except Exception as exc:
+        except asyncpg.PostgresError as exc:
+            if len(batch) == 1:
+                self._fail(batch, exc)
+                return
+            # The statement refused a value of one request (the connection is fine):
+            # commit each alone, so only that request fails, not the ones with it.
             for p in batch:
-                if not p.future.done():
-                    p.future.set_exception(exc)
+                await self._commit(conn, [p])
+            return
+        except Exception as exc:
+            self._fail(batch, exc)
             return
         pos = 0
         for p in batch:
@@ -85,6 +94,12 @@ class GroupCommitter:
             if not p.future.done():
                 p.future.set_result(ids[pos : pos + n])
             pos += n
+
+    @staticmethod
+    def _fail(batch: list[_Pending], exc: BaseException) -> None:
+        for p in batch:
+            if not p.future.done():
+                p.future.set_exception(exc)
 
     async def stop(self) -> None:
         await stop_tasks(self._tasks)
