@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -142,13 +143,20 @@ def create_app(settings: Settings) -> FastAPI:
         relay.start(after=broker_ready)
         scheduler.start()
 
-        async def _backlog() -> None:
-            while True:
+        async def _housekeeping() -> None:
+            """The outbox backlog gauge every 5 s; expired idempotency keys every minute."""
+            for tick in itertools.count():
                 with contextlib.suppress(Exception):
                     OUTBOX_BACKLOG.set(await messages.outbox_backlog())
+                if tick % 12 == 0:
+                    try:
+                        while await state.idempotency.sweep() >= 10_000:
+                            pass
+                    except Exception as exc:
+                        log.warning("idempotency sweep: %r", exc)
                 await asyncio.sleep(5)
 
-        backlog_task = asyncio.create_task(_backlog(), name="outbox-backlog")
+        backlog_task = asyncio.create_task(_housekeeping(), name="housekeeping")
         # Everything built so far lives as long as the process (GC full passes otherwise
         # show up as 100+ ms latency spikes).
         tune_gc()

@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -73,6 +73,22 @@ class IdempotencyRepository:
                 .where(idempotency_keys.c.api_key_id == api_key_id, idempotency_keys.c.key == key)
                 .values(status_code=status_code, response=response)
             )
+
+    async def sweep(self, limit: int = 10_000) -> int:
+        """Delete up to `limit` expired keys (a key is only replaced when it comes back, so
+        the ones that never do would stay forever); returns how many went."""
+        stale = (
+            select(idempotency_keys.c.api_key_id, idempotency_keys.c.key)
+            .where(idempotency_keys.c.expires_at < func.now())
+            .limit(limit)
+        )
+        async with self.engine.begin() as conn:
+            res = await conn.execute(
+                delete(idempotency_keys).where(
+                    tuple_(idempotency_keys.c.api_key_id, idempotency_keys.c.key).in_(stale)
+                )
+            )
+            return int(res.rowcount or 0)
 
     async def release(self, api_key_id: uuid.UUID, key: str) -> None:
         """Forget a claim whose request failed before anything was stored."""
