@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
+import uuid
 
 from sqlalchemy import text
+
+from smsgw_api.schemas import SendRequest
 
 from .conftest import running_app
 
@@ -171,3 +176,67 @@ async def test_an_idempotency_key_expires(api_settings, amqp):
                 text("SELECT key FROM idempotency_keys WHERE key IN ('exp-1', 'exp-2')")
             )
             assert [r.key for r in left] == ["exp-1"]  # the fresh claim of exp-1 stays
+
+
+async def _abandon_claim(state, key: str, body: dict, batch_id: str, age_s: float) -> None:
+    """The claim a request left when its process died `age_s` ago, mid-way."""
+    digest = hashlib.sha256(
+        SendRequest.model_validate(body).model_dump_json(by_alias=True).encode()
+    ).hexdigest()
+    api_key = await state.keys.by_secret(state.settings.bootstrap_api_key)
+    async with state.engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO idempotency_keys (api_key_id, key, request_hash, response,"
+                " created_at, expires_at) VALUES (:k, :key, :h, CAST(:r AS jsonb),"
+                " now() - make_interval(secs => :age), now() + interval '1 day')"
+            ),
+            {
+                "k": api_key.id,
+                "key": key,
+                "h": digest,
+                "r": json.dumps({"batch_id": batch_id}),
+                "age": age_s,
+            },
+        )
+
+
+async def test_an_abandoned_idempotent_request_is_not_stuck(api, admin_headers, app_state):
+    """A request whose process died after claiming its key: while it may still be running
+    the key answers 409 in progress; later, a retry takes its place if it stored nothing,
+    or gets what it stored (never a second copy of the messages)."""
+    body = {"to": ["+79210001234", "+79210001235"], "text": "abandoned"}
+    # Claimed a moment ago: it may still be running.
+    await _abandon_claim(app_state, "young", body, str(uuid.uuid4()), 1)
+    r = await api.post(
+        "/v1/messages", json=body, headers=admin_headers | {"Idempotency-Key": "young"}
+    )
+    assert r.status_code == 409 and r.json()["code"] == "idempotency_in_progress"
+
+    # Claimed long ago, nothing stored: the retry is processed, and replayed after.
+    await _abandon_claim(app_state, "empty", body, str(uuid.uuid4()), 300)
+    h = admin_headers | {"Idempotency-Key": "empty"}
+    first = await api.post("/v1/messages", json=body, headers=h)
+    assert first.status_code == 202, first.text
+    assert "Idempotent-Replayed" not in first.headers
+    again = await api.post("/v1/messages", json=body, headers=h)
+    assert again.json() == first.json() and again.headers["Idempotent-Replayed"] == "true"
+
+    # Claimed long ago, its messages committed (the store failed before the answer was
+    # recorded): the retry gets those messages, and nothing new is stored.
+    done = await api.post(
+        "/v1/messages", json=body | {"reference": "was-stored"}, headers=admin_headers
+    )
+    batch = done.json()["batch_id"]
+    await _abandon_claim(app_state, "stored", body | {"reference": "was-stored"}, batch, 300)
+    h = admin_headers | {"Idempotency-Key": "stored"}
+    r = await api.post("/v1/messages", json=body | {"reference": "was-stored"}, headers=h)
+    assert r.status_code == 202 and r.headers["Idempotent-Replayed"] == "true"
+    assert r.json()["batch_id"] == batch
+    assert sorted(m["id"] for m in r.json()["messages"]) == sorted(
+        m["id"] for m in done.json()["messages"]
+    )
+    listed = await api.get(
+        "/v1/messages", params={"reference": "was-stored"}, headers=admin_headers
+    )
+    assert len(listed.json()["data"]) == 2

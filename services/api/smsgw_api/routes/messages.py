@@ -18,6 +18,7 @@ from smsgw_api.problems import Problem
 from smsgw_api.schemas import PreviewRequest, PreviewResponse, SendRequest, SendResponse
 from smsgw_api.services.ingest import SendSpec
 from smsgw_shared.amqp import Outgoing
+from smsgw_shared.ids import uuid7_strings
 from smsgw_shared.messages import CancelNotice
 from smsgw_shared.store.repos.keys import ApiKey
 from smsgw_shared.store.repos.messages import MessageFilter
@@ -105,8 +106,9 @@ async def submit_send(
         result = await state.ingestor.accept(key, spec_from(body))
         return SendAnswer(202, result.as_dict())
     digest = hashlib.sha256(body.model_dump_json(by_alias=True).encode()).hexdigest()
+    batch_id = uuid7_strings(1)[0]
     record = await state.idempotency.claim(
-        key.id, idempotency_key, digest, state.settings.api.idempotency_ttl
+        key.id, idempotency_key, digest, state.settings.api.idempotency_ttl, batch_id
     )
     if record is not None:
         if record.request_hash != digest:
@@ -116,7 +118,18 @@ async def submit_send(
                 "Idempotency-Key reused",
                 "this key was used with a different request body",
             )
-        if record.status_code is None:
+        if record.status_code is not None:
+            return SendAnswer(record.status_code, record.response, REPLAYED)
+        if record.age < CLAIM_ABANDONED_AFTER_S:
+            raise _in_progress()
+        # The request that claimed the key never finished: its process died, or the store
+        # failed after the commit. What it stored is its answer; if nothing, this one
+        # takes its place.
+        answer = await _abandoned_answer(state, record.batch_id)
+        if answer is not None:
+            await state.idempotency.complete(key.id, idempotency_key, 202, answer)
+            return SendAnswer(202, answer, REPLAYED)
+        if not await state.idempotency.retake(key.id, idempotency_key, record.batch_id, batch_id):
             raise Problem(
                 409,
                 "idempotency_in_progress",
@@ -124,9 +137,8 @@ async def submit_send(
                 "a request with this Idempotency-Key is still being processed",
                 headers={"Retry-After": "1"},
             )
-        return SendAnswer(record.status_code, record.response, {"Idempotent-Replayed": "true"})
     try:
-        result = await state.ingestor.accept(key, spec_from(body))
+        result = await state.ingestor.accept(key, spec_from(body), batch_id)
     except Problem as exc:
         if exc.status in {403, 422}:
             await state.idempotency.complete(
@@ -141,6 +153,46 @@ async def submit_send(
     answer = result.as_dict()
     await state.idempotency.complete(key.id, idempotency_key, 202, answer)
     return SendAnswer(202, answer)
+
+
+# An idempotent send unfinished this long after its claim is taken as abandoned: the
+# accept path gives up well before (2 s for room to publish, 30 s a statement).
+CLAIM_ABANDONED_AFTER_S = 60.0
+REPLAYED = {"Idempotent-Replayed": "true"}
+
+
+def _in_progress() -> Problem:
+    return Problem(
+        409,
+        "idempotency_in_progress",
+        "Request in progress",
+        "a request with this Idempotency-Key is still being processed",
+        headers={"Retry-After": "1"},
+    )
+
+
+async def _abandoned_answer(state: AppState, batch_id: str | None) -> dict[str, Any] | None:
+    """The answer of an abandoned request from the messages it stored (their current
+    status; recipients it rejected were not stored), or None if it stored none."""
+    if batch_id is None:
+        return None
+    stored = await state.messages.in_batch(batch_id)
+    if not stored:
+        return None
+    return {
+        "batch_id": batch_id,
+        "messages": [
+            {
+                "id": str(m["id"]),
+                "to": m["to_number"],
+                "status": m["status"],
+                "parts": m["parts_count"],
+                "encoding": m["encoding"],
+                "route": m["route"],
+            }
+            for m in stored
+        ],
+    }
 
 
 @router.post("/preview", response_model=PreviewResponse, summary="Parts and encoding of a text")

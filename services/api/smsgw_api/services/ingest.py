@@ -269,8 +269,9 @@ class Ingestor:
             )
         return value
 
-    async def accept(self, key: ApiKey, spec: SendSpec) -> Accepted:
-        """Validate and store; the jobs are published right after the commit."""
+    async def accept(self, key: ApiKey, spec: SendSpec, batch_id: str | None = None) -> Accepted:
+        """Validate and store; the jobs are published right after the commit. `batch_id`:
+        the batch's id when the caller chose it (an idempotent request records it first)."""
         if not spec.recipients:
             raise Problem(422, "no_recipients", "No recipients", "`to` is empty")
         _refuse_nul(spec)
@@ -296,7 +297,7 @@ class Ingestor:
         expires_at = start + timedelta(seconds=spec.validity) if spec.validity else None
 
         ids = iter(uuid7_strings(1 + 2 * len(spec.recipients)))
-        batch_id = next(ids)
+        batch_id = batch_id or next(ids)
         result = Accepted(batch_id, text=text)
         group = NewMessages(
             batch_id=batch_id,

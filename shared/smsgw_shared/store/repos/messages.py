@@ -306,6 +306,23 @@ class MessageRepository:
             await conn.execute(insert(outbox), [make_job(r._mapping) for r in due])
             return len(due)
 
+    async def in_batch(self, batch_id: str | uuid.UUID) -> list[dict[str, Any]]:
+        """The messages stored for a batch (what one request accepted), oldest id first."""
+        async with self.engine.connect() as conn:
+            res = await conn.execute(
+                select(
+                    messages.c.id,
+                    messages.c.to_number,
+                    messages.c.status,
+                    messages.c.parts_count,
+                    messages.c.encoding,
+                    messages.c.route,
+                )
+                .where(messages.c.batch_id == batch_id)
+                .order_by(messages.c.id)
+            )
+            return [dict(r._mapping) for r in res]
+
     async def get(self, message_id: uuid.UUID) -> dict[str, Any] | None:
         """One message with its parts and history."""
         async with self.engine.connect() as conn:
