@@ -5,28 +5,49 @@ from __future__ import annotations
 import argparse
 import sys
 
+from pydantic import ValidationError
+
+from smsgw_api.schemas import KeyCreate
 from smsgw_shared.config import Settings
 from smsgw_shared.store.db import ensure_database, make_engine
 from smsgw_shared.store.repos.keys import DuplicateKeyName, KeyRepository
 
 
+def _checked(args: argparse.Namespace) -> KeyCreate:
+    """The key to create, checked as `POST /v1/keys` checks it; exits 2 with the reasons."""
+    fields = {
+        "name": args.name,
+        "scopes": args.scope or ["send", "read"],
+        "allowed_prefixes": args.allow_prefix,
+        "allowed_regex": args.allow_regex,
+        "allowed_senders": args.allow_sender,
+        "rate_limit": args.rate_limit,
+        "secret": args.secret,
+    }
+    try:
+        body = KeyCreate.model_validate(fields)
+    except ValidationError as exc:
+        for e in exc.errors():
+            where = ".".join(str(p) for p in e["loc"]) or "key"
+            print(f"smsgw: invalid {where}: {e['msg']}", file=sys.stderr)
+        sys.exit(2)
+    bad_regex = body.regex_error()
+    if bad_regex:
+        print(f"smsgw: invalid allowed_regex: {bad_regex}", file=sys.stderr)
+        sys.exit(2)
+    return body
+
+
 async def run_keys(settings: Settings, args: argparse.Namespace) -> None:
     """Run one keys subcommand against the configured store."""
+    body = _checked(args) if args.keys == "create" else None
     await ensure_database(settings.database_url)  # a clear message if PostgreSQL is down
     engine = make_engine(settings.database_url, pool_size=1)
     repo = KeyRepository(engine)
     try:
-        if args.keys == "create":
+        if body is not None:
             try:
-                key, secret = await repo.create(
-                    args.name,
-                    args.scope or ["send", "read"],
-                    allowed_prefixes=args.allow_prefix,
-                    allowed_regex=args.allow_regex,
-                    allowed_senders=args.allow_sender,
-                    rate_limit=args.rate_limit,
-                    secret=args.secret,
-                )
+                key, secret = await repo.create(**body.create_args())
             except DuplicateKeyName as exc:
                 print(f"smsgw: {exc}", file=sys.stderr)
                 sys.exit(1)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
@@ -113,6 +114,29 @@ class KeyCreate(BaseModel):
     allowed_regex: StrictStr | None = Field(None, max_length=1000)
     allowed_senders: list[StrictStr] = Field(default_factory=list, max_length=1000)
     rate_limit: float = Field(0, ge=0, le=100_000, description="Requests/s, 0 = unlimited")
+
+    def create_args(self) -> dict[str, Any]:
+        """The arguments of `KeyRepository.create` for this key."""
+        return {
+            "name": self.name,
+            "scopes": list(self.scopes),
+            "secret": self.secret,
+            "allowed_prefixes": self.allowed_prefixes,
+            "allowed_regex": self.allowed_regex,
+            "allowed_senders": self.allowed_senders,
+            "rate_limit": self.rate_limit,
+        }
+
+    def regex_error(self) -> str | None:
+        """Why `allowed_regex` does not compile, or None (checked apart from the model so
+        the API answers it with its own problem code, `invalid_regex`)."""
+        if self.allowed_regex is None:
+            return None
+        try:
+            re.compile(self.allowed_regex)
+        except re.error as exc:
+            return str(exc)
+        return None
 
 
 class UssdRequest(BaseModel):

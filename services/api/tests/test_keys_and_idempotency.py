@@ -240,3 +240,19 @@ async def test_an_abandoned_idempotent_request_is_not_stuck(api, admin_headers, 
         "/v1/messages", params={"reference": "was-stored"}, headers=admin_headers
     )
     assert len(listed.json()["data"]) == 2
+
+
+async def test_a_stored_key_with_a_broken_regex_allows_no_number(api, app_state):
+    """A key stored before keys were checked (a regex that does not compile) sends to no
+    number, with the usual per-recipient answer, instead of failing with a 500."""
+    _, secret = await app_state.keys.create(
+        "broken-regex-" + uuid.uuid4().hex[:6], ["send"], allowed_regex="("
+    )
+    r = await api.post(
+        "/v1/messages",
+        json={"to": "+79160001234", "text": "x"},
+        headers={"Authorization": f"Bearer {secret}"},
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["code"] == "no_valid_recipients"
+    assert r.json()["errors"][0]["code"] == "number_not_allowed"

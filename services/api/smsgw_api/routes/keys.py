@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from typing import Any
 
@@ -20,21 +19,11 @@ router = APIRouter(prefix="/v1/keys", tags=["keys"])
 @router.post("", status_code=201, summary="Create an API key (secret shown once)")
 async def create_key(body: KeyCreate, _: AdminKey, state: StateDep) -> JSONResponse:
     """Create a key with scopes, allowed numbers and senders, and a rate limit."""
-    if body.allowed_regex:
-        try:
-            re.compile(body.allowed_regex)
-        except re.error as exc:
-            raise Problem(422, "invalid_regex", "Invalid allowed_regex", str(exc)) from exc
+    bad_regex = body.regex_error()
+    if bad_regex:
+        raise Problem(422, "invalid_regex", "Invalid allowed_regex", bad_regex)
     try:
-        key, secret = await state.keys.create(
-            body.name,
-            list(body.scopes),
-            secret=body.secret,
-            allowed_prefixes=body.allowed_prefixes,
-            allowed_regex=body.allowed_regex,
-            allowed_senders=body.allowed_senders,
-            rate_limit=body.rate_limit,
-        )
+        key, secret = await state.keys.create(**body.create_args())
     except DuplicateKeyName as exc:
         raise Problem(409, "key_name_taken", "Key name taken", str(exc)) from exc
     return JSONResponse(key.public() | {"secret": secret}, status_code=201)

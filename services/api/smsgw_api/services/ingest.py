@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import json
+import logging
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -41,6 +42,8 @@ HANDED_TO_RELAY = Counter(
     "smsgw_api_jobs_handed_to_relay_total",
     "Jobs accepted while the publisher had no room (broker stalled), left to the outbox relay",
 )
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -176,7 +179,11 @@ def number_allowed(key: ApiKey, number: str) -> bool:
     if any(bare.startswith(p.lstrip("+")) for p in key.allowed_prefixes):
         return True
     if key.allowed_regex:
-        rx = re.compile(key.allowed_regex)
+        try:
+            rx = re.compile(key.allowed_regex)
+        except re.error:  # stored before keys were checked: allows nothing, says why
+            log.warning("key %s has an invalid allowed_regex; it may send to no number", key.name)
+            return False
         return bool(rx.search(number) or rx.search(bare))
     return False
 
