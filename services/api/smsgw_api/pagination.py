@@ -15,6 +15,20 @@ def iso(v: datetime | None) -> str | None:
     return v.isoformat() if v else None
 
 
+def time_range(since: datetime | None, until: datetime | None) -> None:
+    """A list's `since`/`until` must say their offset (a bare time would be read in the
+    server's zone); 422 `invalid_time` otherwise."""
+    for name, value in (("since", since), ("until", until)):
+        if value is not None and value.tzinfo is None:
+            raise Problem(
+                422,
+                "invalid_time",
+                f"{name} needs a timezone",
+                f"use RFC 3339 with an offset, e.g. {name}=2026-01-01T10:00:00Z",
+                field=name,
+            )
+
+
 def encode_cursor(created_at: datetime, row_id: uuid.UUID) -> str:
     """The cursor that continues after this row (newest-first ordering)."""
     raw = json.dumps([created_at.isoformat(), str(row_id)]).encode()

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import text
 
 from smsgw_shared.amqp import AmqpConnection
 from smsgw_shared.messages import SendJob
@@ -133,3 +137,39 @@ async def test_openapi_and_health(api):
     assert ready.status_code == 200, ready.text
     metrics = await api.get("/metrics")
     assert "smsgw_api_requests_total" in metrics.text
+
+
+async def test_list_by_status_recipient_and_time(api, admin_headers, app_state):
+    ref = "filters-" + uuid.uuid4().hex[:6]
+    sent = []
+    for to in ("+79210005551", "89210005552", "+79210005552"):
+        r = await api.post(
+            "/v1/messages", json={"to": to, "text": "f", "reference": ref}, headers=admin_headers
+        )
+        sent.append(r.json()["messages"][0]["id"])
+    async with app_state.engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE messages SET status = 'delivered' WHERE id = :i"), {"i": sent[0]}
+        )
+
+    async def ids(**params):
+        r = await api.get(
+            "/v1/messages", params={"reference": ref, **params}, headers=admin_headers
+        )
+        assert r.status_code == 200, r.text
+        return [m["id"] for m in r.json()["data"]]
+
+    assert await ids(status="delivered") == [sent[0]]
+    assert await ids(status="queued") == [sent[2], sent[1]]
+    # the recipient filter takes a number as a send does (normalised to E.164)
+    assert await ids(to="89210005552") == [sent[2], sent[1]]
+    now = datetime.now(UTC)
+    assert len(await ids(since=(now - timedelta(minutes=5)).isoformat())) == 3
+    assert await ids(since=(now + timedelta(minutes=5)).isoformat()) == []
+    assert await ids(until=(now - timedelta(minutes=5)).isoformat()) == []
+    bad = await api.get("/v1/messages", params={"to": "12ab"}, headers=admin_headers)
+    assert bad.status_code == 422 and bad.json()["code"] == "invalid_number"
+    for path in ("/v1/messages", "/v1/inbound"):
+        naive = await api.get(path, params={"since": "2026-01-01T10:00:00"}, headers=admin_headers)
+        assert naive.status_code == 422, naive.text
+        assert (naive.json()["code"], naive.json()["field"]) == ("invalid_time", "since")

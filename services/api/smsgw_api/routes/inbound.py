@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from smsgw_api.deps import ReadKey, StateDep
-from smsgw_api.pagination import decode_cursor, encode_cursor, iso
+from smsgw_api.pagination import decode_cursor, encode_cursor, iso, time_range
 from smsgw_api.problems import Problem
 from smsgw_shared.store.repos.inbound import InboundFilter, InboundRepository
 
@@ -46,6 +46,7 @@ async def list_inbound(
     cursor: str | None = None,
 ) -> dict[str, Any]:
     """Filter by sender, receiving number, route and time range."""
+    time_range(since, until)
     flt = InboundFilter(sender=sender, recipient=recipient, route=route, since=since, until=until)
     rows = await InboundRepository(state.engine).search(
         flt, limit + 1, decode_cursor(cursor) if cursor else None

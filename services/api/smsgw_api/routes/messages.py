@@ -13,7 +13,7 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 
 from smsgw_api.deps import AppState, ReadKey, SendKey, StateDep
-from smsgw_api.pagination import decode_cursor, encode_cursor, iso
+from smsgw_api.pagination import decode_cursor, encode_cursor, iso, time_range
 from smsgw_api.problems import Problem
 from smsgw_api.schemas import PreviewRequest, PreviewResponse, SendRequest, SendResponse
 from smsgw_api.services.ingest import SendSpec
@@ -303,6 +303,7 @@ async def list_messages(
     cursor: str | None = None,
 ) -> dict[str, Any]:
     """Filter by status, recipient, reference, batch and time range."""
+    time_range(since, until)
     if status is not None and status not in STATES:
         raise Problem(
             422,
