@@ -233,3 +233,38 @@ async def test_no_key_and_a_bad_body(both, raw):
         assert (slow.status_code, _code(slow)) == (400, "malformed_json")
     else:
         assert (slow.status_code, _code(slow)) == (401, "unauthorized")
+
+
+def _sample(metrics: str, name: str, **labels: str) -> float:
+    """The value of one sample of the Prometheus text (0 if absent)."""
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    line = f"{name}{{{want}}} " if labels else f"{name} "
+    for row in metrics.splitlines():
+        if row.startswith(line):
+            return float(row.split()[-1])
+    return 0.0
+
+
+async def test_metrics_count_sends_by_route_and_latency(api, admin_headers):
+    """Messages accepted by route and state, recipients rejected by reason, the request
+    latency histogram and the outbox backlog gauge, as Prometheus reads them."""
+    before = (await api.get("/metrics")).text
+    r = await api.post(
+        "/v1/messages",
+        json={"to": ["+79160001234", "+79210001234", "12"], "text": "m"},
+        headers=admin_headers,
+    )
+    assert r.status_code == 202
+    after = (await api.get("/metrics")).text
+
+    def grew(name: str, **labels: str) -> float:
+        return _sample(after, name, **labels) - _sample(before, name, **labels)
+
+    accepted = "smsgw_api_messages_accepted_total"
+    assert grew(accepted, route="smpp:b1", status="queued") == 1
+    assert grew(accepted, route="modem:*", status="queued") == 1
+    assert grew("smsgw_api_recipients_rejected_total", reason="invalid_number") == 1
+    latency = "smsgw_api_request_seconds"
+    assert grew(f"{latency}_count", method="POST", route="/v1/messages") == 1
+    assert grew(f"{latency}_bucket", le="+Inf", method="POST", route="/v1/messages") == 1
+    assert "smsgw_api_outbox_backlog " in after
