@@ -21,6 +21,7 @@ from prometheus_client import (
 )
 from sqlalchemy import text
 
+from smsgw_api import openapi
 from smsgw_api.auth import KeyCache
 from smsgw_api.deps import AppState
 from smsgw_api.fastpath import SendFastPath
@@ -248,4 +249,5 @@ def create_app(settings: Settings) -> FastAPI:
     from smsgw_api.routes import include_routers
 
     include_routers(app)
+    openapi.install(app)
     return app

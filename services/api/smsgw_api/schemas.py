@@ -78,7 +78,10 @@ class SendResponse(BaseModel):
 class PreviewRequest(BaseModel):
     """`POST /v1/messages/preview`: segment count without sending."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"text": "Ваш код: 1234", "encoding": "auto"}]},
+    )
 
     text: StrictStr = Field(min_length=1, max_length=10_000)
     encoding: Literal["auto", "gsm7", "ucs2"] = "auto"
@@ -99,7 +102,20 @@ class PreviewResponse(BaseModel):
 class KeyCreate(BaseModel):
     """`POST /v1/keys`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "shop",
+                    "scopes": ["send", "read"],
+                    "allowed_prefixes": ["+7916"],
+                    "allowed_senders": ["MyShop"],
+                    "rate_limit": 10,
+                }
+            ]
+        },
+    )
 
     name: StrictStr = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@:-]+$")
     secret: StrictStr | None = Field(
@@ -140,7 +156,11 @@ class KeyCreate(BaseModel):
 
 
 class UssdRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """`POST /v1/modems/{id}/ussd`: a USSD code sent by that modem, and its answer."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"code": "*100#", "timeout": 20}]}
+    )
 
     code: StrictStr = Field(min_length=1, max_length=160, pattern=r"^[0-9*#+]+$")
     timeout: float = Field(30, gt=0, le=120)

@@ -139,6 +139,36 @@ async def test_openapi_and_health(api):
     assert "smsgw_api_requests_total" in metrics.text
 
 
+async def test_openapi_documents_auth_errors_and_examples(api):
+    """Every /v1 operation says how to authenticate and which problem details it may
+    answer (with an example each); every request body has an example."""
+    spec = (await api.get("/openapi.json")).json()
+    assert set(spec["components"]["securitySchemes"]) == {"bearer", "apiKey", "basic"}
+    schemas = spec["components"]["schemas"]
+    assert schemas["Problem"]["required"] == ["type", "title", "status", "code"]
+    operations = [
+        (path, method, op)
+        for path, ops in spec["paths"].items()
+        if path.startswith("/v1/")
+        for method, op in ops.items()
+    ]
+    assert len(operations) > 20
+    for path, method, op in operations:
+        assert op["security"], (method, path)
+        for status in ("401", "403", "429", "503"):
+            problem = op["responses"][status]["content"]["application/problem+json"]
+            assert problem["example"]["status"] == int(status), (method, path, status)
+        if "{" in path:
+            assert "404" in op["responses"], (method, path)
+        body = op.get("requestBody", {}).get("content", {}).get("application/json")
+        if body:
+            ref = body["schema"]["$ref"].rsplit("/", 1)[-1]
+            assert schemas[ref].get("examples"), (method, path, ref)
+    send = spec["paths"]["/v1/messages"]["post"]["responses"]
+    assert "Idempotency-Key" in send["409"]["description"]
+    assert send["429"]["headers"]["Retry-After"]
+
+
 async def test_list_by_status_recipient_and_time(api, admin_headers, app_state):
     ref = "filters-" + uuid.uuid4().hex[:6]
     sent = []
