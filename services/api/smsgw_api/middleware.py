@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 
@@ -95,9 +96,15 @@ class BodyLimitMiddleware:
                     raise _TooLarge
             return message
 
-        try:
-            await self.app(scope, _receive, send)
-        except _TooLarge:
+        async def _send(message: Message) -> None:
+            # A framework that catches the error while reading (FastAPI answers "400 error
+            # parsing the body") has its answer dropped: the client gets the 413.
+            if not too_big:
+                await send(message)
+
+        with contextlib.suppress(_TooLarge):
+            await self.app(scope, _receive, _send)
+        if too_big:
             await self._refuse(send)
 
 

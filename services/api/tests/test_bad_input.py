@@ -200,3 +200,20 @@ async def test_an_unexpected_error_is_a_problem_500(api_app, admin_headers, monk
     assert r.headers["content-type"] == PROBLEM
     assert r.json()["code"] == "internal_error"
     assert "a bug" not in r.text
+
+
+@pytest.mark.parametrize("path", ["/v1/messages", "/v1/keys"])
+async def test_huge_chunked_body_is_413(api, admin_headers, path):
+    """A body sent without Content-Length (chunked) is counted as it arrives."""
+
+    async def chunks():
+        yield b'{"to": "+79160001234", "text": "'
+        for _ in range(40):
+            yield b"x" * 50_000
+        yield b'"}'
+
+    r = await api.post(
+        path, content=chunks(), headers=admin_headers | {"Content-Type": "application/json"}
+    )
+    assert r.status_code == 413, r.text
+    assert r.json()["code"] == "payload_too_large"
