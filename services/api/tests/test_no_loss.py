@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import text
 
 from smsgw_shared.amqp import Outgoing
-from smsgw_shared.messages import SendJob
+from smsgw_shared.messages import CancelNotice, SendJob
 from smsgw_shared.testing import free_port
 from smsgw_shared.testing.plugin import delete_namespace
 
@@ -231,3 +231,33 @@ async def test_relay_keeps_a_row_it_cannot_publish_and_sends_the_others(app_stat
     finally:
         async with app_state.engine.begin() as conn:
             await conn.execute(text("DELETE FROM outbox WHERE exchange = :e"), {"e": missing})
+
+
+async def test_cancel_a_queued_message_tells_the_workers(api, admin_headers, amqp):
+    """A queued message (its job may sit in a queue) is canceled, and a cancel notice goes
+    to the workers, who skip its job; canceling it again is a 409."""
+    t = amqp.topology
+    ch = await amqp.connection.channel()
+    notices = await ch.declare_queue(exclusive=True, auto_delete=True)
+    await notices.bind(t.events_exchange, t.CANCEL_KEY)
+    try:
+        r = await api.post(
+            "/v1/messages", json={"to": "+79210001234", "text": "stop"}, headers=admin_headers
+        )
+        mid = r.json()["messages"][0]["id"]
+        c = await api.delete(f"/v1/messages/{mid}", headers=admin_headers)
+        assert c.status_code == 200 and c.json() == {"id": mid, "status": "canceled"}
+        msg = None
+        for _ in range(100):
+            msg = await notices.get(no_ack=True, fail=False)
+            if msg is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert msg is not None
+        assert CancelNotice.from_bytes(msg.body).message_id == mid
+        detail = (await api.get(f"/v1/messages/{mid}", headers=admin_headers)).json()
+        assert [h["state"] for h in detail["history"]] == ["queued", "canceled"]
+        again = await api.delete(f"/v1/messages/{mid}", headers=admin_headers)
+        assert again.status_code == 409 and again.json()["code"] == "not_cancelable"
+    finally:
+        await ch.close()
