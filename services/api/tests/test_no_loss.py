@@ -10,6 +10,7 @@ from sqlalchemy import text
 from smsgw_shared.amqp import Outgoing
 from smsgw_shared.messages import CancelNotice, SendJob
 from smsgw_shared.testing import free_port
+from smsgw_shared.testing.helpers import wait_for
 from smsgw_shared.testing.plugin import delete_namespace
 
 from .conftest import drain, running_app
@@ -104,11 +105,16 @@ async def test_a_broker_that_lost_its_topology_gets_it_back_and_nothing_is_lost(
             ids.add(r.json()["messages"][0]["id"])
         got = await drain(amqp, amqp.topology.job_queue("modem:*"), 2, timeout=20)
         assert {SendJob.from_bytes(b).message_id for b in [first, *got]} == ids
-        async with app.state.smsgw.engine.connect() as conn:
-            mine = text("SELECT count(*) FROM outbox WHERE exchange LIKE :ns")
-            assert (
-                await conn.execute(mine, {"ns": f"{api_settings.namespace}.%"})
-            ).scalar_one() == 0
+        # A job is in its queue a moment before its outbox row goes (the relay deletes it
+        # once the broker's confirm is back and commits after): wait for the outbox.
+        mine = text("SELECT count(*) FROM outbox WHERE exchange LIKE :ns")
+
+        async def outbox_empty() -> bool:
+            async with app.state.smsgw.engine.connect() as conn:
+                left = await conn.execute(mine, {"ns": f"{api_settings.namespace}.%"})
+                return bool(left.scalar_one() == 0)
+
+        await wait_for(outbox_empty, timeout=10)
 
 
 async def test_store_down_is_503_with_retry_after(api_settings, amqp):
