@@ -1,4 +1,5 @@
-"""The send job of a stored message: what the scheduler and the outbox relay publish."""
+"""The send job of a stored message: what the outbox relay publishes for a body-less row
+(an accepted job the hot path did not publish, or a scheduled send now due)."""
 
 from __future__ import annotations
 

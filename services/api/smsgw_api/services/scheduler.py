@@ -8,7 +8,6 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from smsgw_api.services.jobs import stored_job
 from smsgw_shared.amqp import Topology
 from smsgw_shared.runtime import stop_tasks
 from smsgw_shared.store.repos.messages import MessageRepository
@@ -17,13 +16,13 @@ log = logging.getLogger(__name__)
 
 
 def job_for(row: Mapping[str, Any], topology: Topology) -> dict[str, Any]:
-    """The outbox row that sends a stored message."""
-    job = stored_job(row)
+    """The outbox row that sends a stored message: without a body, which the relay makes
+    from the message's row when it publishes (and skips if it was canceled meanwhile)."""
     return {
         "message_id": row["id"],
         "exchange": topology.jobs_exchange,
-        "routing_key": topology.job_routing_key(job.route),
-        "body": job.to_bytes().decode(),
+        "routing_key": topology.job_routing_key(row["route"]),
+        "body": None,
     }
 
 
