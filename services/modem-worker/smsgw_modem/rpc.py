@@ -10,7 +10,15 @@ from smsgw_modem.at.errors import AtError
 from smsgw_modem.events import EventSink
 from smsgw_modem.metrics import metrics
 from smsgw_modem.modem import Modem
-from smsgw_modem.ussd import DCS_GSM7, UssdError, encode_request, parse_balance, parse_cusd
+from smsgw_modem.ussd import (
+    DCS_GSM7,
+    UssdError,
+    UssdReply,
+    encode_request,
+    is_huawei,
+    parse_balance,
+    parse_cusd,
+)
 from smsgw_shared.amqp import DeliveryInfo
 from smsgw_shared.config import ScriptStep
 from smsgw_shared.messages import ModemReply, ModemRequest
@@ -33,9 +41,11 @@ class UssdService:
         self.config = supervisor.config
         self._events = events
 
-    @property
-    def hex_gsm7(self) -> bool:
-        return self.config.ussd_encoding == "gsm7-hex"
+    def hex_gsm7(self, modem: Modem) -> bool:
+        """Whether DCS-15 answers come as packed GSM-7 hex: configured, or a Huawei modem
+        (`AT+CGMI`), whose firmware sends them so by default. Other modems' hex answers are
+        detected by what they decode to (`ussd.parse_cusd`)."""
+        return self.config.ussd_encoding == "gsm7-hex" or is_huawei(modem.info.manufacturer)
 
     async def handle(self, request: ModemRequest, info: DeliveryInfo) -> None:
         """Answer one ModemRequest with a ModemReply on its reply queue."""
@@ -59,12 +69,12 @@ class UssdService:
                     if request.action == "ussd":
                         if not request.code:
                             return reply(False, error="no USSD code given")
-                        text = await self.ussd(modem, request.code, request.timeout)
-                        return reply(True, raw=text)
+                        answer = await self.ussd(modem, request.code, request.timeout)
+                        return reply(True, raw=answer.text)
                     if self.config.balance_script:
-                        text = await self.run_script(modem, self.config.balance_script)
+                        answer = await self.run_script(modem, self.config.balance_script)
                     else:
-                        text = await self.ussd(modem, self.config.balance_ussd, request.timeout)
+                        answer = await self.ussd(modem, self.config.balance_ussd, request.timeout)
         except TimeoutError:
             return reply(False, error=f"no answer within {request.timeout:g}s")
         except (AtError, UssdError) as exc:
@@ -72,10 +82,11 @@ class UssdService:
         except Exception as exc:  # Requeue while stopping, or a bug: answer rather than hang
             log.exception("RPC failed", extra={"modem": self.config.id})
             return reply(False, error=f"{type(exc).__name__}: {exc}")
-        balance = parse_balance(text)
-        return reply(True, raw=text, amount=balance.amount, currency=balance.currency)
+        # A reply that could not be decoded is returned as it came, with no amount.
+        balance = parse_balance(answer.text, answer.decoded)
+        return reply(True, raw=answer.text, amount=balance.amount, currency=balance.currency)
 
-    async def ussd(self, modem: Modem, code: str, timeout: float) -> str:
+    async def ussd(self, modem: Modem, code: str, timeout: float) -> UssdReply:
         """`AT+CUSD=1,"<code>",15` and wait for the `+CUSD:` answer (TS 27.007 §7.15)."""
         waiter = self.sup.expect_cusd()
         try:
@@ -85,7 +96,7 @@ class UssdService:
             line = direct[0] if direct else await waiter
         finally:
             self.sup.drop_cusd(waiter)
-        reply = parse_cusd(line, self.hex_gsm7)
+        reply = parse_cusd(line, self.hex_gsm7(modem))
         if reply.status not in USSD_OK:
             raise UssdError(f"USSD failed: status {reply.status} {reply.text!r}".strip())
         if reply.status == 1:
@@ -94,20 +105,20 @@ class UssdService:
                 await modem.cmd("AT+CUSD=2")
             except AtError as exc:
                 log.debug("AT+CUSD=2 failed: %s", exc)
-        return reply.text
+        return reply
 
-    async def run_script(self, modem: Modem, steps: list[ScriptStep]) -> str:
+    async def run_script(self, modem: Modem, steps: list[ScriptStep]) -> UssdReply:
         """Run send/expect steps (e.g. SIM-toolkit AT+STGI/AT+STGR); return the last reply."""
         lines: list[str] = []
         for step in steps:
             lines = await modem.engine.exchange(step.send, step.expect, step.timeout, raw=step.raw)
-        return self._reply_text(lines)
+        return self._reply_text(modem, lines)
 
-    def _reply_text(self, lines: list[str]) -> str:
+    def _reply_text(self, modem: Modem, lines: list[str]) -> UssdReply:
         texts: list[str] = []
         for line in lines:
             if line.startswith("+CUSD:"):
-                return parse_cusd(line, self.hex_gsm7).text
+                return parse_cusd(line, self.hex_gsm7(modem))
             if line.startswith(("+STGI:", "^STGI:")):
                 quoted = line.split('"')[1::2]
                 texts.extend(q for q in quoted if q)
@@ -115,4 +126,5 @@ class UssdService:
                 ("+STIN:", "^STIN:", "^RSSI:", "^MODE:", "^BOOT:")
             ):
                 texts.append(line)
-        return "\n".join(texts)
+        text = "\n".join(texts)
+        return UssdReply(0, text, None, text)

@@ -25,9 +25,10 @@ class UssdReply:
     """A decoded `+CUSD: <m>,"<str>",<dcs>` answer."""
 
     status: int  # 0 done, 1 further action required, 2 terminated, 4 unsupported, 5 timeout
-    text: str
+    text: str  # the decoded text; `raw` itself when it could not be decoded
     dcs: int | None
     raw: str
+    decoded: bool = True  # False: `raw` looks encoded (hex) but decodes to no text
 
 
 def encode_request(code: str, encoding: str) -> str:
@@ -35,6 +36,12 @@ def encode_request(code: str, encoding: str) -> str:
     if encoding == "gsm7-hex":
         return gsm7.pack(gsm7.encode(code)).hex().upper()
     return code
+
+
+def is_huawei(manufacturer: str | None) -> bool:
+    """Whether `AT+CGMI` names a Huawei modem: their firmware answers USSD in DCS 15 as
+    packed GSM-7 hex by default (`AT^USSDMODE=0`)."""
+    return manufacturer is not None and "huawei" in manufacturer.lower()
 
 
 def _alphabet(dcs: int | None) -> str:
@@ -66,30 +73,93 @@ def _unpack_gsm7_hex(text: str) -> str | None:
         return None
 
 
-def decode_text(text: str, dcs: int | None, hex_gsm7: bool) -> str:
-    """Decode `<str>` per its DCS: UCS-2 hex, packed GSM-7 hex (Huawei) or plain text."""
+# What a network's USSD text is made of: Latin or Cyrillic letters, digits, spaces and common
+# punctuation. Packed GSM-7 read back from random bytes is mostly Greek capitals, accented
+# letters, control characters and '@' (septet 0), so a high share of these tells text apart.
+_COMMON = re.compile(r"[A-Za-zА-Яа-яЁё0-9 .,:;!?%#*+\-/()'\"=\n\r$€£₽]")
+_LETTER = re.compile(r"[A-Za-zА-Яа-яЁё]")
+_PLAUSIBLE_SHARE = 0.9
+_EXPECTED_SHARE = 0.5  # when the modem is known to send packed GSM-7 hex
+# A plain-text reply is words and numbers with spaces; one of this many hex digits and no
+# space (digits alone excepted) is an encoded reply even when it decodes to nothing.
+_ENCODED_MIN = 8
+
+
+def printable(text: str) -> bool:
+    """No control characters but CR and LF (GSM-7 has no others but FF)."""
+    return all(c.isprintable() or c in "\r\n" for c in text)
+
+
+def plausible(text: str, share: float = _PLAUSIBLE_SHARE) -> bool:
+    """Whether decoded bytes read as a network's text, not as noise: printable, and at
+    least `share` of it letters, digits, spaces and common punctuation; with some letters
+    unless that text was expected."""
+    if not text.strip() or not printable(text):
+        return False
+    if share >= _PLAUSIBLE_SHARE and not _LETTER.search(text):
+        return False
+    return len(_COMMON.findall(text)) >= share * len(text)
+
+
+def _looks_encoded(text: str) -> bool:
+    return len(text) >= _ENCODED_MIN and _HEX.match(text) is not None and not text.isdigit()
+
+
+def _ucs2_hex(text: str) -> str | None:
+    if not _HEX.match(text) or len(text) % 4:
+        return None
+    try:
+        decoded = ucs2.decode(bytes.fromhex(text))
+    except SmsError:
+        return None
+    return decoded if decoded and printable(decoded) else None
+
+
+def _decode(text: str, dcs: int | None, hex_gsm7: bool) -> str | None:
+    """`text` decoded per its DCS, or None when it looks encoded but decodes to no text."""
     alphabet = _alphabet(dcs)
-    if alphabet == "ucs2" and _HEX.match(text) and len(text) % 4 == 0:
-        try:
-            return ucs2.decode(bytes.fromhex(text))
-        except SmsError:
-            return text
-    if alphabet == "gsm7" and hex_gsm7 and _HEX.match(text):
-        return _unpack_gsm7_hex(text) or text
-    if alphabet == "8bit" and _HEX.match(text):
-        return bytes.fromhex(text).decode("latin-1")
-    return text
+    if alphabet == "ucs2":
+        if _HEX.match(text):
+            return _ucs2_hex(text)
+        return text  # some firmware (AT+CSCS="GSM") sends the text itself
+    if alphabet == "8bit":
+        return bytes.fromhex(text).decode("latin-1") if _HEX.match(text) else text
+    if not _HEX.match(text) or (text.isdigit() and not hex_gsm7):
+        return text  # words with spaces, a code, a number: plain text
+    unpacked = _unpack_gsm7_hex(text)
+    # Packed GSM-7 hex: what the modem is set to send (configured, or a Huawei), or what
+    # any modem sent when it reads as text. Some firmware sends UCS-2 hex whatever the DCS.
+    share = _EXPECTED_SHARE if hex_gsm7 else _PLAUSIBLE_SHARE
+    if unpacked is not None and plausible(unpacked, share):
+        return unpacked
+    wide = _ucs2_hex(text)
+    if wide is not None and plausible(wide):
+        return wide
+    if hex_gsm7 or _looks_encoded(text):
+        return None
+    return text  # a short word of hex letters ('Add', 'Cafe'): plain text
 
 
-def parse_cusd(line: str, hex_gsm7: bool) -> UssdReply:
-    """Parse `+CUSD: <m>[,"<str>"[,<dcs>]]`."""
+def decode_text(text: str, dcs: int | None, hex_gsm7: bool) -> str:
+    """Decode `<str>` per its DCS: UCS-2 hex, packed GSM-7 hex (Huawei, or detected), or
+    plain text; `text` itself when it cannot be decoded."""
+    decoded = _decode(text, dcs, hex_gsm7)
+    return text if decoded is None else decoded
+
+
+def parse_cusd(line: str, hex_gsm7: bool = False) -> UssdReply:
+    """Parse `+CUSD: <m>[,"<str>"[,<dcs>]]`. `hex_gsm7`: the modem sends DCS-15 text as
+    packed GSM-7 hex (configured, or a Huawei); such text is detected without it too."""
     found = _CUSD.match(line.strip())
     if not found:
         raise UssdError(f"unparseable USSD answer {line!r}")
     status = int(found.group(1))
     raw = found.group(2) or ""
     dcs = int(found.group(3)) if found.group(3) else None
-    return UssdReply(status, decode_text(raw, dcs, hex_gsm7), dcs, raw)
+    decoded = _decode(raw, dcs, hex_gsm7)
+    if decoded is None:
+        return UssdReply(status, raw, dcs, raw, decoded=False)
+    return UssdReply(status, decoded, dcs, raw)
 
 
 # --- balance -------------------------------------------------------------------------------
@@ -132,8 +202,11 @@ def _currency_at(text: str) -> str | None:
     return found.group(1) if found else None
 
 
-def parse_balance(text: str) -> Balance:
-    """Amount and currency of a balance reply ('Баланс 123.45 р.', 'Balance: 10,50 USD')."""
+def parse_balance(text: str, decoded: bool = True) -> Balance:
+    """Amount and currency of a balance reply ('Баланс 123.45 р.', 'Balance: 10,50 USD');
+    none of a reply that could not be `decoded` (its digits are hex, not an amount)."""
+    if not decoded:
+        return Balance(text, None, None)
     candidates: list[tuple[int, Decimal, str | None]] = []
     for found in re.finditer(_NUMBER, text):
         value = _to_decimal(found.group(0))
