@@ -1,33 +1,28 @@
-"""The API's routers; `include_routers` mounts every one that exists."""
+"""The API's routers; `include_routers` mounts them all."""
 
 from __future__ import annotations
 
-import importlib
+from fastapi import APIRouter, FastAPI
 
-from fastapi import FastAPI
+from smsgw_api.compat import smsapiserver, smssender, smstele, smstools
+from smsgw_api.routes import events, inbound, keys, messages, modems, webhooks
 
 # Order matters only for overlapping paths: compat adapters come last.
-ROUTERS = [
-    "smsgw_api.routes.messages",
-    "smsgw_api.routes.keys",
-    "smsgw_api.routes.modems",
-    "smsgw_api.routes.inbound",
-    "smsgw_api.routes.webhooks",
-    "smsgw_api.routes.events",
-    "smsgw_api.compat.smssender",
-    "smsgw_api.compat.smstools",
-    "smsgw_api.compat.smsapiserver",
-    "smsgw_api.compat.smstele",
-]
+ROUTERS: tuple[APIRouter, ...] = (
+    messages.router,
+    keys.router,
+    modems.router,
+    inbound.router,
+    webhooks.router,
+    events.router,
+    smssender.router,
+    smstools.router,
+    smsapiserver.router,
+    smstele.router,
+)
 
 
 def include_routers(app: FastAPI) -> None:
-    """Mount each router module listed in `ROUTERS` that is present."""
-    for name in ROUTERS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:
-                continue
-            raise
-        app.include_router(module.router)
+    """Mount every router in `ROUTERS`, in order."""
+    for router in ROUTERS:
+        app.include_router(router)
