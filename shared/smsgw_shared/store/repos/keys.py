@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 import uuid
 from dataclasses import dataclass, field
@@ -131,19 +132,26 @@ class KeyRepository:
         return _row_to_key(row), secret
 
     async def ensure(self, name: str, secret: str, scopes: list[str]) -> ApiKey:
-        """Make sure a key with this secret exists and is active (bootstrap key)."""
+        """Make sure a key with this secret exists (bootstrap key). A key an admin revoked
+        stays revoked: the next start logs a warning and does not re-enable it."""
         h = hash_secret(secret)
         async with self.engine.begin() as conn:
             row = (await conn.execute(select(api_keys).where(api_keys.c.secret_hash == h))).first()
             if row is not None:
-                if row._mapping["revoked_at"] is not None or set(row._mapping["scopes"]) != set(
-                    scopes
-                ):
+                if row._mapping["revoked_at"] is not None:
+                    logging.getLogger(__name__).warning(
+                        "the bootstrap key %r (id %s) is revoked and is not re-enabled; "
+                        "set SMSGW_BOOTSTRAP_API_KEY to a new secret, or unset it",
+                        row._mapping["name"],
+                        row._mapping["id"],
+                    )
+                    return _row_to_key(row)
+                if set(row._mapping["scopes"]) != set(scopes):
                     row = (
                         await conn.execute(
                             update(api_keys)
                             .where(api_keys.c.secret_hash == h)
-                            .values(revoked_at=None, scopes=sorted(scopes))
+                            .values(scopes=sorted(scopes))
                             .returning(*api_keys.c)
                         )
                     ).first()
