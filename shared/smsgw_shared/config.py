@@ -166,6 +166,7 @@ class WorkersConfig(_Section):
     heartbeat_interval: float = Field(5.0, gt=0)
     modem_metrics_port: int = Field(9102, ge=0, lt=65536)  # 0: pick a free port
     smpp_metrics_port: int = Field(9103, ge=0, lt=65536)
+    metrics_host: str = "127.0.0.1"  # health/metrics address; 0.0.0.0 in containers
     state_dir: str = ".run/state"  # per-worker journals (sent jobs, TP-MR / SMSC id maps)
 
 
@@ -196,6 +197,7 @@ class WebhooksConfig(_Section):
 class InboundConfig(_Section):
     reassembly_timeout: float = Field(3600.0, gt=0)
     metrics_port: int = Field(9101, ge=0, lt=65536)
+    metrics_host: str = "127.0.0.1"  # health/metrics address; 0.0.0.0 in containers
     batch_size: int = Field(500, ge=1)  # status events per transaction; prefetch is 3x
     expiry_interval: float = Field(5.0, gt=0)  # validity expiry and reassembly timeout sweeps
     expiry_grace: float = Field(3600.0, ge=0)  # sent messages wait this long for a late report

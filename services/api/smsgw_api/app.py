@@ -42,6 +42,7 @@ from smsgw_shared.amqp.rpc import RpcClient as AmqpRpc
 from smsgw_shared.config import Settings
 from smsgw_shared.routing import Router
 from smsgw_shared.runtime import stop_tasks, tune_gc
+from smsgw_shared.safety import check_production_safety
 from smsgw_shared.store.db import make_engine
 from smsgw_shared.store.repos.idempotency import IdempotencyRepository
 from smsgw_shared.store.repos.keys import SCOPES, KeyRepository
@@ -94,7 +95,9 @@ def app_from_env() -> FastAPI:
 
 
 def create_app(settings: Settings) -> FastAPI:
-    """Build the API application for these settings."""
+    """Build the API application for these settings (refused, naming each problem, when
+    production settings carry known default secrets: `check_production_safety`)."""
+    check_production_safety(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

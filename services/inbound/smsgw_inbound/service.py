@@ -28,6 +28,7 @@ from smsgw_shared.config import Settings
 from smsgw_shared.messages import Heartbeat, InboundPart, StatusEvent
 from smsgw_shared.observability import HealthServer
 from smsgw_shared.runtime import tune_gc
+from smsgw_shared.safety import check_production_safety
 from smsgw_shared.store.db import make_engine
 from smsgw_shared.store.repos.projection import ProjectionRepository
 from smsgw_shared.store.repos.webhooks import WebhookRepository
@@ -97,12 +98,13 @@ def _ready_checks(
 
 async def run(settings: Settings, stop: asyncio.Event, metrics_port: int | None = None) -> None:
     """Run the inbound service until `stop` is set, then stop gracefully."""
+    check_production_safety(settings)
     cfg = settings.inbound
     engine = make_engine(settings.database_url, pool_size=10, max_overflow=10)
     topology = Topology(settings.namespace, settings.workers.retry_delays)
     amqp = AmqpConnection(settings.amqp_url, topology, name="smsgw-inbound")
     health = HealthServer(
-        "0.0.0.0",
+        cfg.metrics_host,
         cfg.metrics_port if metrics_port is None else metrics_port,
         _ready_checks(amqp, engine),
     )

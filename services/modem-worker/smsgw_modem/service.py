@@ -21,6 +21,7 @@ from smsgw_shared.amqp import AmqpConnection, Consumer, Publisher, QueueSpec, To
 from smsgw_shared.config import ModemConfig, Settings
 from smsgw_shared.messages import CancelNotice, ModemRequest, PayloadError, SendJob
 from smsgw_shared.observability import HealthServer
+from smsgw_shared.safety import check_production_safety
 
 log = logging.getLogger(__name__)
 
@@ -197,6 +198,7 @@ async def run(
     metrics_port: int | None = None,
 ) -> None:
     """Run the modems (all configured, or `modem_ids`) until `stop` is set."""
+    check_production_safety(settings)
     configs = [m for m in settings.modems if modem_ids is None or m.id in modem_ids]
     missing = set(modem_ids or ()) - {m.id for m in configs}
     if missing:
@@ -222,7 +224,9 @@ async def run(
         return not units or any(u.supervisor.ready.is_set() for u in units)
 
     port = settings.workers.modem_metrics_port if metrics_port is None else metrics_port
-    health = HealthServer("0.0.0.0", port, {"broker": broker_ready, "modems": any_modem_ready})
+    health = HealthServer(
+        settings.workers.metrics_host, port, {"broker": broker_ready, "modems": any_modem_ready}
+    )
     bound = await health.start()
     log.info(
         "modem worker started", extra={"modems": [c.id for c in configs], "metrics_port": bound}

@@ -16,6 +16,7 @@ from smsgw_shared.amqp import AmqpConnection, Publisher, QueueSpec, Topology
 from smsgw_shared.config import Settings
 from smsgw_shared.messages import CancelNotice, PayloadError
 from smsgw_shared.observability import HealthServer
+from smsgw_shared.safety import check_production_safety
 from smsgw_smpp.jobs import BoundedSet
 from smsgw_smpp.metrics import SmppMetrics
 from smsgw_smpp.rpc import query_sm
@@ -75,7 +76,7 @@ class SmppService:
             self.workers[cfg.id] = worker
             await worker.start()
         self.health = HealthServer(
-            "0.0.0.0",
+            self.settings.workers.metrics_host,
             self.metrics_port,
             {"broker": self._broker_ok, "binds": self._binds_ok},
             registry=self.metrics.registry,
@@ -130,6 +131,7 @@ async def run(
     metrics_port: int | None = None,
 ) -> None:
     """Run the binds until `stop` is set, then drain and unbind gracefully."""
+    check_production_safety(settings)
     service = SmppService(settings, bind_ids, metrics_port)
     await service.start()
     try:
