@@ -271,6 +271,7 @@ async def main() -> None:
         SMSGW_AMQP_URL=AMQP,
         SMSGW_BOOTSTRAP_API_KEY=key,
         SMSGW_LOG_LEVEL="WARNING",
+        SMSGW_ENVIRONMENT="development",  # guest/guest and no database password
     )
     env.pop("SMSGW_CONFIG", None)
     api = subprocess.Popen(

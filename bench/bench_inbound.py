@@ -268,6 +268,7 @@ async def main() -> None:
             "amqp_url": AMQP,
             "database_url": url,
             "log_level": "WARNING",
+            "environment": "development",  # guest/guest and no database password
             "inbound": {"metrics_port": 0, "batch_size": args.batch},
         }
     )

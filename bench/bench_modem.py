@@ -77,6 +77,7 @@ async def run_case(modems: int, jobs: int, latency: float, route: str) -> tuple[
             "namespace": "bench" + uuid.uuid4().hex[:8],
             "amqp_url": os.environ.get("SMSGW_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
             "log_level": "WARNING",
+            "environment": "development",  # guest/guest broker credentials
             "workers": {"state_dir": state_dir, "heartbeat_interval": 5.0},
             "modems": [
                 ModemConfig(id=f"m{i + 1}", url=f"socket://127.0.0.1:{base + 1 + i}")

@@ -126,6 +126,7 @@ async def bench_e2e(port: int, n: int, window: int, amqp_url: str) -> tuple[floa
         {
             "namespace": ns,
             "amqp_url": amqp_url,
+            "environment": "development",  # guest/guest broker credentials
             "smpp": {"binds": [{"id": "b1", "port": port, "window": window}]},
         }
     )
