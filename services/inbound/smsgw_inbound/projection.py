@@ -269,6 +269,7 @@ class Projector:
         msg = w.state[mid]
         before = (msg.status, msg.error_code, msg.error, msg.sent_at, msg.done_at)
         outcome = apply(msg, to_report(ev, part))
+        at = outcome.occurred_at or ev.occurred_at
         if before != (msg.status, msg.error_code, msg.error, msg.sent_at, msg.done_at):
             w.changed_msgs.add(mid)
         w.out.history.append(
@@ -279,8 +280,8 @@ class Projector:
                 "source": ev.route,
                 "source_event_id": ev.event_id,
                 "error_code": ev.error_code,
-                "detail": ev.error,
-                "occurred_at": ev.occurred_at,
+                "detail": history_detail(ev.error, ev.occurred_at, at),
+                "occurred_at": at,
             }
         )
         for idx in outcome.changed_parts:
@@ -298,10 +299,22 @@ class Projector:
                     "source_event_id": None,
                     "error_code": msg.error_code,
                     "detail": None,
-                    "occurred_at": ev.occurred_at,
+                    "occurred_at": at,
                 }
             )
-        w.events.append(status_event(w.msgs[mid], msg, outcome.new_status, ev, part, w.now))
+        w.events.append(
+            status_event(w.msgs[mid], msg, outcome.new_status, ev, part, w.now, occurred_at=at)
+        )
+
+
+def history_detail(error: str | None, reported: datetime, at: datetime) -> str | None:
+    """A history line's detail: the report's error, and the time the report gave when the
+    line is recorded later (a receipt's minute-resolution `done date` before the part's
+    submission: the line keeps the order things happened in, the reported time is here)."""
+    if reported == at:
+        return error
+    note = f"reported at {iso(reported)}"
+    return note if not error else f"{error} ({note})"
 
 
 def flush_state(w: Work) -> None:
@@ -355,15 +368,19 @@ def status_event(
     ev: StatusEvent | None,
     part: int | None,
     now: datetime,
+    occurred_at: datetime | None = None,
 ) -> LogEvent:
-    """The `message.status` event of a change of a message's state."""
+    """The `message.status` event of a change of a message's state. `occurred_at`: when it
+    happened (`state_machine.happened_at`), which may be later than the time the report
+    gave (`reported_at`)."""
     source = ev.event_id if ev is not None else "expiry"
     route = (
         ev.route
         if ev is not None
         else next((p.route for p in msg.parts.values() if p.route), row["route"])
     )
-    occurred = ev.occurred_at if ev is not None else now
+    reported = ev.occurred_at if ev is not None else now
+    occurred = occurred_at or reported
     return LogEvent(
         event_id=stable_id(MESSAGE_STATUS, row["id"], status, source),
         type=MESSAGE_STATUS,
@@ -378,6 +395,7 @@ def status_event(
             "reference": row["reference"],
             "to": row["to_number"],
             "occurred_at": iso(occurred),
+            "reported_at": iso(reported),
         },
         created_at=now,
         route=route,

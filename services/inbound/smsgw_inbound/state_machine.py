@@ -15,6 +15,11 @@ parts. Rules:
   (recorded in history), but a `sent` or a delivery report means the SMS went out anyway (the
   cancel lost the race with the worker): the worker's report wins, because the state must say
   what happened to the SMS, and history shows both.
+- Time: a report says when its change happened by the clock of whoever made it; an SMSC's
+  receipt has minute resolution (`done date`), so a delivery can claim 12:34:00 for a part
+  submitted at 12:34:29. A change never happened before the submission it reports on: its
+  time is the later of the two (`happened_at`), which orders the history as it happened and
+  keeps `done_at` from preceding `sent_at`. The reported time stays with the event.
 - Overall state once every part is final: all delivered → `delivered`; some delivered and the
   rest not → `partially_delivered`; none delivered → the common state if they agree, else the
   first of undelivered, expired, rejected, failed that occurs.
@@ -22,7 +27,7 @@ parts. Rules:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 PART_FINAL = frozenset({"delivered", "undelivered", "expired", "failed", "rejected"})
@@ -35,6 +40,8 @@ INTERMEDIATE = frozenset({"enroute", "accepted"})
 MIXED_PRECEDENCE = ("undelivered", "expired", "rejected", "failed")
 # Reports that prove the SMS left the gateway (they lift a cancel).
 WENT_OUT = frozenset({"sent", "enroute", "accepted", "delivered", "undelivered", "expired"})
+# Reports timed by the worker that sends: the submission itself, nothing to come after.
+SUBMISSION = frozenset({"sending", "sent"})
 
 
 @dataclass
@@ -95,6 +102,7 @@ class Outcome:
     old_status: str
     new_status: str
     changed_parts: set[int] = field(default_factory=set)
+    occurred_at: datetime | None = None  # when the change happened (`happened_at`)
 
     @property
     def status_changed(self) -> bool:
@@ -173,9 +181,25 @@ def _submitted(msg: Message, rep: Report, out: Outcome) -> set[int]:
     return done
 
 
+def happened_at(msg: Message, rep: Report) -> datetime:
+    """When the change a report tells of happened: its reported time, but not before the
+    submission it reports on (the message's `sent_at`, the part's own submission)."""
+    at = rep.occurred_at
+    if rep.state in SUBMISSION:
+        return at
+    floors = [msg.sent_at]
+    if rep.part is not None and rep.part in msg.parts:
+        floors.append(msg.parts[rep.part].submitted_at)
+    return max([at, *(f for f in floors if f is not None)])
+
+
 def apply(msg: Message, rep: Report) -> Outcome:
-    """Apply one report to `msg` (in place) and say what changed."""
-    out = Outcome(msg.status, msg.status)
+    """Apply one report to `msg` (in place) and say what changed; the outcome's
+    `occurred_at` is when the change happened (`happened_at`)."""
+    at = happened_at(msg, rep)
+    if at != rep.occurred_at:
+        rep = replace(rep, occurred_at=at)
+    out = Outcome(msg.status, msg.status, occurred_at=at)
     state = rep.state
     if rep.part is not None:
         _set_part(msg, rep.part, state, rep, out)
@@ -211,6 +235,10 @@ def apply(msg: Message, rep: Report) -> Outcome:
         msg.sent_at = rep.occurred_at
     if msg.status in MESSAGE_FINAL and out.old_status not in MESSAGE_FINAL:
         msg.done_at = rep.occurred_at
+    if msg.done_at is not None and msg.sent_at is not None and msg.done_at < msg.sent_at:
+        # A `sent` that came after the final report (the report's time is the SMSC's,
+        # minute-truncated): it was done no earlier than it was sent.
+        msg.done_at = msg.sent_at
     out.new_status = msg.status
     return out
 

@@ -334,10 +334,12 @@ class MessageRepository:
                 .where(message_parts.c.message_id == message_id)
                 .order_by(message_parts.c.idx)
             )
+            # As it happened: the projection times a report no earlier than the submission
+            # it reports on, so a receipt applied before a late `sent` still sorts after it.
             history = await conn.execute(
                 select(message_events)
                 .where(message_events.c.message_id == message_id)
-                .order_by(message_events.c.id)
+                .order_by(message_events.c.occurred_at, message_events.c.id)
             )
             out = dict(row._mapping)
             out["parts_detail"] = [dict(p._mapping) for p in parts]
