@@ -5,7 +5,8 @@ when its event was seen, its slot (route, sender, recipient, reference, total, s
 already filled, or the same part (same slot and text) was assembled recently. Long messages
 still incomplete after `inbound.reassembly_timeout` are delivered with `complete: false`.
 8- and 16-bit UDH references and SAR (3GPP TS 23.040 §9.2.3.24.1/.8, SMPP 3.4 §5.3.2.22-24)
-arrive already normalised as `Concat(ref, total, seq, ref_bits)`.
+arrive already normalised as `Concat(ref, total, seq, ref_bits)`. Every part is first made
+storable (`storable.py`): refused characters replaced, absurd concatenation info dropped.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from smsgw_inbound import metrics
 from smsgw_inbound.events import MESSAGE_RECEIVED, LogEvent, iso, record_events, stable_id
+from smsgw_inbound.storable import raw_octets, storable
 from smsgw_inbound.store_retry import is_transient
 from smsgw_shared.amqp import DeliveryInfo
 from smsgw_shared.messages import InboundPart, utcnow
@@ -33,10 +35,13 @@ _NAMESPACE = uuid.UUID("0b8f4a52-3f5e-4a0c-8a7e-2f4d8f1b6c90")
 
 def message_id_for(part: InboundPart) -> uuid.UUID:
     """A stable id for a single-part message: from its content when the SMSC timestamp is
-    known (the same SMS read twice from a modem is one message), else from the event id."""
+    known (the same SMS read twice from a modem is one message), else from the event id.
+    `part` is storable: a replaced text counts with its raw form."""
     if part.smsc_timestamp is not None:
         scts = part.smsc_timestamp.isoformat()
         key = f"{part.route}|{part.sender}|{part.recipient}|{scts}|{part.text}"
+        if part.raw_hex is not None:
+            key += f"|{part.raw_hex}"
     else:
         key = part.event_id
     return uuid.uuid5(_NAMESPACE, key)
@@ -58,6 +63,8 @@ def received_event(
         "complete": row["complete"],
         "received_at": iso(row["received_at"]),
     }
+    if row.get("raw_hex") is not None:
+        data["raw_hex"] = row["raw_hex"]
     if missing:
         data["missing_parts"] = missing
     return LogEvent(
@@ -73,6 +80,13 @@ def _group(part: InboundPart) -> PartGroup:
     assert part.concat is not None
     c = part.concat
     return PartGroup(part.route, part.sender, part.recipient, c.ref_bits, c.ref, c.total)
+
+
+def _raw_hex(parts: list[dict[str, Any]]) -> str | None:
+    """A long message's raw text: its parts' in order, when any part has one."""
+    if all(p["raw_hex"] is None for p in parts):
+        return None
+    return "".join(p["raw_hex"] or raw_octets(p["text"], p["encoding"]).hex() for p in parts)
 
 
 class Receiver:
@@ -102,6 +116,7 @@ class Receiver:
 
     async def store(self, part: InboundPart) -> str:
         """Store a part; returns stored, assembled, part or duplicate."""
+        part = storable(part)
         now = utcnow()
         async with self.engine.begin() as conn:
             if part.concat is None or part.concat.total <= 1:
@@ -111,6 +126,7 @@ class Receiver:
                     "sender": part.sender,
                     "recipient": part.recipient,
                     "text": part.text,
+                    "raw_hex": part.raw_hex,
                     "encoding": part.encoding,
                     "parts_total": 1,
                     "parts_received": 1,
@@ -124,7 +140,9 @@ class Receiver:
             group = _group(part)
             await self.repo.lock_group(conn, group)
             seq = part.concat.seq
-            if await self.repo.seen_assembled(conn, group, seq, part.text, now - self.timeout):
+            if await self.repo.seen_assembled(
+                conn, group, seq, part.text, part.raw_hex, now - self.timeout
+            ):
                 return "duplicate"
             added = await self.repo.add_part(
                 conn,
@@ -137,6 +155,7 @@ class Receiver:
                     "total": part.concat.total,
                     "seq": seq,
                     "text": part.text,
+                    "raw_hex": part.raw_hex,
                     "encoding": part.encoding,
                     "event_id": part.event_id,
                     "received_at": part.received_at,
@@ -167,6 +186,7 @@ class Receiver:
             "sender": group.sender,
             "recipient": group.recipient,
             "text": "".join(p["text"] for p in parts),
+            "raw_hex": _raw_hex(parts),
             "encoding": "ucs2" if "ucs2" in encodings else parts[0]["encoding"],
             "parts_total": group.total,
             "parts_received": len(parts),

@@ -82,6 +82,9 @@ class InboundPart(Payload):
     concat: Concat | None = None
     received_at: datetime = Field(default_factory=utcnow)
     smsc_timestamp: datetime | None = None
+    # The original text in hex when characters the store cannot hold (NUL, lone surrogates)
+    # were replaced with U+FFFD in `text`; the inbound service sets it (smsgw_inbound.storable).
+    raw_hex: str | None = None
 
     def log_fields(self) -> dict[str, Any]:
         return {"route": self.route, "inbound_event": self.event_id}

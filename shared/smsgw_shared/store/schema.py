@@ -179,9 +179,12 @@ inbound_messages = Table(
     metadata,
     Column("id", Uuid, primary_key=True),
     Column("route", String(80), nullable=False),
-    Column("sender", String(32), nullable=False),
-    Column("recipient", String(32), nullable=True),
+    # Numbers as the SMSC or modem sent them, whatever their length (migration 0006).
+    Column("sender", Text, nullable=False),
+    Column("recipient", Text, nullable=True),
     Column("text", Text, nullable=False),
+    # The original text in hex when characters PostgreSQL cannot hold were replaced.
+    Column("raw_hex", Text, nullable=True),
     Column("encoding", String(8), nullable=False),
     Column("parts_total", SmallInteger, nullable=False, server_default="1"),
     Column("parts_received", SmallInteger, nullable=False, server_default="1"),
@@ -189,7 +192,8 @@ inbound_messages = Table(
     _ts("received_at", False, True),
     _ts("created_at", False, True),
     Index("ix_inbound_created", "created_at", "id"),
-    Index("ix_inbound_sender", "sender"),
+    # Hash: a btree entry holds at most 2704 bytes, a sender may be longer.
+    Index("ix_inbound_sender", "sender", postgresql_using="hash"),
 )
 
 inbound_parts = Table(
@@ -197,33 +201,36 @@ inbound_parts = Table(
     metadata,
     Column("id", BigInteger, primary_key=True, autoincrement=True),
     Column("route", String(80), nullable=False),
-    Column("sender", String(32), nullable=False),
-    Column("recipient", String(32), nullable=True),
+    Column("sender", Text, nullable=False),
+    Column("recipient", Text, nullable=True),
     Column("ref", Integer, nullable=False),
     Column("ref_bits", SmallInteger, nullable=False),
     Column("total", SmallInteger, nullable=False),
     Column("seq", SmallInteger, nullable=False),
     Column("text", Text, nullable=False),
+    Column("raw_hex", Text, nullable=True),
     Column("encoding", String(8), nullable=False),
     Column("event_id", String(64), nullable=False, unique=True),
     _ts("received_at", False, True),
     # Set once assembled; assembled parts are kept a while to recognise late duplicates.
     Column("message_id", Uuid, nullable=True),
-    Index(
-        "uq_inbound_parts_open_slot",
-        "route",
-        "sender",
-        "recipient",
-        "ref_bits",
-        "ref",
-        "total",
-        "seq",
-        unique=True,
-        postgresql_where=text("message_id IS NULL"),
-        postgresql_nulls_not_distinct=True,
-    ),
     Index("ix_inbound_parts_open", "received_at", postgresql_where=text("message_id IS NULL")),
     Index("ix_inbound_parts_message", "message_id"),
+)
+# One open slot per part of a long message; the numbers by their md5, since a btree entry
+# holds at most 2704 bytes and an SMSC may send longer addresses.
+Index(
+    "uq_inbound_parts_open_slot",
+    inbound_parts.c.route,
+    func.md5(inbound_parts.c.sender),
+    func.md5(inbound_parts.c.recipient),
+    inbound_parts.c.ref_bits,
+    inbound_parts.c.ref,
+    inbound_parts.c.total,
+    inbound_parts.c.seq,
+    unique=True,
+    postgresql_where=text("message_id IS NULL"),
+    postgresql_nulls_not_distinct=True,
 )
 
 idempotency_keys = Table(

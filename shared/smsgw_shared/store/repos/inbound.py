@@ -37,13 +37,20 @@ class PartGroup:
 
     def where(self) -> list[Any]:
         p = inbound_parts
+        # The md5s are what the open-slot index holds (a number may be too long for a btree).
         rcpt = (
-            p.c.recipient.is_(None) if self.recipient is None else p.c.recipient == self.recipient
+            [func.md5(p.c.recipient).is_(None)]
+            if self.recipient is None
+            else [
+                func.md5(p.c.recipient) == func.md5(self.recipient),
+                p.c.recipient == self.recipient,
+            ]
         )
         return [
             p.c.route == self.route,
+            func.md5(p.c.sender) == func.md5(self.sender),
             p.c.sender == self.sender,
-            rcpt,
+            *rcpt,
             p.c.ref_bits == self.ref_bits,
             p.c.ref == self.ref,
             p.c.total == self.total,
@@ -96,9 +103,15 @@ class InboundRepository:
 
     @staticmethod
     async def seen_assembled(
-        conn: AsyncConnection, group: PartGroup, seq: int, text: str, since: datetime
+        conn: AsyncConnection,
+        group: PartGroup,
+        seq: int,
+        text: str,
+        raw_hex: str | None,
+        since: datetime,
     ) -> bool:
-        """Whether this part (same slot and text) was already assembled since `since`."""
+        """Whether this part (same slot, text and raw text) was already assembled since
+        `since`."""
         p = inbound_parts
         res = await conn.execute(
             select(p.c.id)
@@ -106,6 +119,7 @@ class InboundRepository:
                 *group.where(),
                 p.c.seq == seq,
                 p.c.text == text,
+                p.c.raw_hex.is_not_distinct_from(raw_hex),
                 p.c.message_id.is_not(None),
                 p.c.received_at >= since,
             )
