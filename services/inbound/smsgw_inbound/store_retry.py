@@ -8,7 +8,6 @@ fails on its own is failed alone, never the whole batch.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
@@ -18,6 +17,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from smsgw_inbound import metrics
+from smsgw_shared.backoff import Backoff, pause
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,7 @@ R = TypeVar("R")
 # SQLSTATE classes worth retrying: connection (08), transaction rollback incl. deadlock (40),
 # insufficient resources (53), operator intervention such as admin shutdown (57).
 TRANSIENT_SQLSTATE = ("08", "40", "53", "57")
+FIRST_BACKOFF_S = 0.1
 MAX_BACKOFF_S = 5.0
 
 
@@ -52,15 +53,15 @@ async def apply_retrying(
 ) -> list[R | Exception]:
     """`apply(items)`, retried while the store is unreachable; one result per item, or the
     exception of an item that fails on its own (the rest of its batch is applied)."""
-    delay = 0.1
+    backoff = Backoff(FIRST_BACKOFF_S, max(FIRST_BACKOFF_S, max_backoff))
     while True:
         try:
             results = await apply(items)
         except Exception as exc:
             if is_transient(exc):
+                delay = backoff.next()
                 log.warning("%s: store error, retrying in %.1fs: %r", name, delay, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, max_backoff)
+                await pause(delay)
                 continue
             if len(items) == 1:
                 return [exc]

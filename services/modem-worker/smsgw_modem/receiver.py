@@ -12,6 +12,7 @@ from smsgw_modem.events import EventSink
 from smsgw_modem.metrics import metrics
 from smsgw_modem.modem import Modem, StoredMessage
 from smsgw_shared.amqp import PublishError
+from smsgw_shared.backoff import Backoff, pause
 from smsgw_shared.messages import Concat, InboundPart, StatusEvent
 from smsgw_shared.messages.events import StatusState
 from smsgw_shared.sms import (
@@ -102,20 +103,20 @@ class Receiver:
         elif line.startswith(("+CMT:", "+CDS:")) and urc.pdu:
             # Routed directly (+CNMI mt=2 / ds=1): it exists nowhere else, so keep trying
             # to publish it until the broker takes it (back-off up to 30 s).
-            delay = 0.5
+            backoff = Backoff(0.5, 30.0)
             while True:
                 try:
                     await self._publish_pdu(urc.pdu)
                     return
                 except PublishError as exc:
+                    delay = backoff.next()
                     log.warning(
                         "direct URC not published, retrying in %.1fs: %s",
                         delay,
                         exc,
                         extra={"modem": self.modem_id},
                     )
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 30.0)
+                    await pause(delay)
 
     async def sweep(self, modem: Modem) -> int:
         """`AT+CMGL=4`: publish and delete every received message and report; return the count."""

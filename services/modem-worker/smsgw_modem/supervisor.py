@@ -19,6 +19,7 @@ from smsgw_modem.metrics import metrics
 from smsgw_modem.modem import Modem, ModemInfo, csq_to_dbm
 from smsgw_modem.receiver import Receiver
 from smsgw_shared.amqp import Requeue
+from smsgw_shared.backoff import Backoff, pause
 from smsgw_shared.config import ModemConfig, Settings
 from smsgw_shared.messages import Heartbeat
 
@@ -172,14 +173,16 @@ class ModemSupervisor:
     async def run(self) -> None:
         """Keep the modem connected until `halt` is set."""
         beats = asyncio.create_task(self._heartbeat_loop(), name=f"hb-{self.config.id}")
-        delay = 1.0
+        cap = self.config.reconnect_max
+        backoff = Backoff(min(1.0, cap), cap)
         try:
             while not self.halt.is_set():
                 try:
                     await self._session()
-                    delay = 1.0
+                    backoff.reset()
                     continue
                 except PortOpenError as exc:
+                    delay = backoff.next()
                     self.state = "disconnected"
                     self.note_error(str(exc))
                     log.warning(
@@ -192,14 +195,14 @@ class ModemSupervisor:
                     log.warning(
                         "modem session ended", extra={"modem": self.config.id, "error": str(exc)}
                     )
-                    delay = 1.0
+                    backoff.reset()
+                    delay = backoff.next()
                 except Exception as exc:
+                    delay = backoff.next()
                     self.state = "failed"
                     self.note_error(repr(exc))
                     log.exception("modem session crashed", extra={"modem": self.config.id})
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.halt.wait(), delay)
-                delay = min(delay * 2, self.config.reconnect_max)
+                await pause(delay, self.halt)
         finally:
             self.state = "stopped"
             beats.cancel()

@@ -12,11 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import ssl
 import time
 from typing import Any, Literal
 
+from smsgw_shared.backoff import Backoff, pause
 from smsgw_shared.config import SmppBindConfig
 from smsgw_smpp import pdu as sp
 from smsgw_smpp.connection import NotBound, RequestHandler, SmppConnection
@@ -40,12 +40,6 @@ class BindRefused(ConnectionError):
     def __init__(self, status: int) -> None:
         super().__init__(f"bind refused: {status_name(status)}")
         self.status = status
-
-
-def backoff_delay(attempt: int, low: float, high: float) -> float:
-    """Jittered exponential backoff: low·2^attempt capped at high, times 0.5..1.0."""
-    base = min(high, low * float(2 ** min(attempt, 30)))
-    return max(low / 2, base * random.uniform(0.5, 1.0))
 
 
 class SmppBind:
@@ -152,7 +146,8 @@ class SmppBind:
         return conn
 
     async def _session_loop(self, kind: SessionKind) -> None:
-        attempt = 0
+        low = self.cfg.reconnect_min
+        backoff = Backoff(low, max(low, self.cfg.reconnect_max))
         first = True
         while not self._stop.is_set():
             self.session_state[kind] = "connecting"
@@ -162,8 +157,7 @@ class SmppBind:
                 if not isinstance(exc, (OSError, TimeoutError)):
                     log.exception("unexpected error opening %s/%s", self.id, kind)
                 self.session_state[kind] = "disconnected"
-                delay = backoff_delay(attempt, self.cfg.reconnect_min, self.cfg.reconnect_max)
-                attempt += 1
+                delay = backoff.next()
                 log.warning(
                     "bind %s/%s failed (%s); retry in %.1fs",
                     self.id,
@@ -172,9 +166,9 @@ class SmppBind:
                     delay,
                     extra={"bind": self.id},
                 )
-                await self._sleep(delay)
+                await pause(delay, self._stop)
                 continue
-            attempt = 0
+            backoff.reset()
             if not first:
                 self.reconnects += 1
                 self.metrics.reconnects.labels(self.id).inc()
@@ -204,16 +198,7 @@ class SmppBind:
             reason = conn.closed.result() if conn.closed.done() else "?"
             log.warning("session %s/%s lost: %s", self.id, kind, reason, extra={"bind": self.id})
             # After an unbind from the SMSC rebind promptly; after a drop, back off a little.
-            delay = (
-                self.cfg.reconnect_min
-                if conn.peer_unbound
-                else backoff_delay(0, self.cfg.reconnect_min, self.cfg.reconnect_max)
-            )
-            await self._sleep(delay)
-
-    async def _sleep(self, delay: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stop.wait(), delay)
+            await pause(low if conn.peer_unbound else backoff.next(), self._stop)
 
     async def wait_drained(self, timeout: float) -> None:
         """Wait (bounded) until no submit_sm is outstanding."""

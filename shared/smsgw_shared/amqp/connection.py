@@ -14,6 +14,7 @@ import aio_pika
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 
 from smsgw_shared.amqp.topology import QueueSpec, Topology
+from smsgw_shared.backoff import Backoff, pause
 from smsgw_shared.runtime import stop_tasks
 
 log = logging.getLogger(__name__)
@@ -30,15 +31,15 @@ async def _until_it_works(
     max_delay: float,
 ) -> None:
     """`attempt()` until it does not raise one of `errors`, backing off exponentially."""
-    delay = first_delay
+    backoff = Backoff(first_delay, max(first_delay, max_delay))
     while True:
         try:
             await attempt()
             return
         except errors as exc:
-            log.warning("%s; retrying in %.0fs", exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(max_delay, delay * 2)
+            delay = backoff.next()
+            log.warning("%s; retrying in %.1fs", exc, delay)
+            await pause(delay)
 
 
 def _hide_password(url: str) -> str:
