@@ -198,8 +198,11 @@ def check_target(url: str, allow_private: bool) -> None:
         raise UrlRefused(f"the URL points to a non-public address ({literal})")
 
 
-async def check_url(url: str, allow_private: bool) -> None:
-    """Validate a webhook URL: syntax, then every address its host resolves to."""
+async def check_url(url: str, allow_private: bool, *, unresolved_ok: bool = False) -> None:
+    """Validate a webhook URL: syntax, then every address its host resolves to.
+    `unresolved_ok`: a temporary DNS failure (no answer in time, EAI_AGAIN) passes, as the
+    resolver checks the addresses again at every delivery anyway (a name that does not
+    exist is still refused)."""
     host, port = check_syntax(url)
     literal = literal_address(host)
     if literal is not None:
@@ -211,7 +214,13 @@ async def check_url(url: str, allow_private: bool) -> None:
             RESOLVE_TIMEOUT,
         )
     except TimeoutError as exc:
+        if unresolved_ok:
+            return
         raise UrlRefused(f"cannot resolve {host}: no answer in {RESOLVE_TIMEOUT:g} s") from exc
+    except socket.gaierror as exc:
+        if unresolved_ok and exc.errno == socket.EAI_AGAIN:
+            return
+        raise UrlRefused(f"cannot resolve {host}: {exc.strerror or exc}") from exc
     except (OSError, UnicodeError) as exc:
         raise UrlRefused(f"cannot resolve {host}: {getattr(exc, 'strerror', None) or exc}") from exc
     if not infos:

@@ -4,7 +4,9 @@ are a clear refusal and never another exception."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import socket
 
 import pytest
 from hypothesis import given
@@ -187,3 +189,23 @@ def test_any_host_is_a_host_or_a_refusal(text: str) -> None:
 def test_any_url_is_a_url_or_a_refusal(text: str) -> None:
     with contextlib.suppress(UrlRefused):
         check_syntax(text)
+
+
+async def test_temporary_dns_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At submit a status_callback whose name cannot be resolved right now (EAI_AGAIN) is
+    let through (the resolver checks it at delivery); a webhook subscription is refused."""
+    loop = asyncio.get_running_loop()
+
+    async def again(*args: object, **kw: object) -> list[object]:
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(loop, "getaddrinfo", again)
+    await check_url("https://hooks.example.com/x", False, unresolved_ok=True)
+    with pytest.raises(UrlRefused, match="cannot resolve"):
+        await check_url("https://hooks.example.com/x", False)
+
+
+async def test_unknown_name_refused() -> None:
+    for unresolved_ok in (False, True):
+        with pytest.raises(UrlRefused, match="cannot resolve"):
+            await check_url("https://nothing-here.invalid/x", False, unresolved_ok=unresolved_ok)
