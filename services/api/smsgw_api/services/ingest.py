@@ -35,6 +35,7 @@ from smsgw_shared.sms.phone import normalize_number, validate_sender
 from smsgw_shared.sms.segment import preview
 from smsgw_shared.store.repos.keys import ApiKey
 from smsgw_shared.store.repos.messages import NewMessages
+from smsgw_shared.urlguard import UrlRefused, check_url
 
 ACCEPTED = Counter("smsgw_api_messages_accepted_total", "Messages accepted", ["route", "status"])
 REJECTED = Counter("smsgw_api_recipients_rejected_total", "Recipients refused", ["reason"])
@@ -188,6 +189,23 @@ def number_allowed(key: ApiKey, number: str) -> bool:
     return False
 
 
+async def _check_status_callback(url: str | None, allow_private: bool) -> None:
+    """The webhook URL guard on a message's `status_callback` (docs/webhooks.md): a
+    non-public or malformed target is refused before anything is stored."""
+    if url is None:
+        return
+    try:
+        await check_url(url, allow_private, unresolved_ok=True)
+    except UrlRefused as exc:
+        raise Problem(
+            422,
+            "status_callback_refused",
+            "Status callback URL refused",
+            str(exc),
+            field="status_callback",
+        ) from exc
+
+
 def _refuse_nul(spec: SendSpec) -> None:
     """A NUL character (U+0000) is no character of an SMS and PostgreSQL stores none in a
     text: refused here with a clear error, before it reaches a group commit (the text
@@ -282,6 +300,7 @@ class Ingestor:
         if not spec.recipients:
             raise Problem(422, "no_recipients", "No recipients", "`to` is empty")
         _refuse_nul(spec)
+        await _check_status_callback(spec.status_callback, self.settings.webhooks.allow_private)
         limit = self.settings.api.max_recipients
         if len(spec.recipients) > limit:
             raise Problem(
