@@ -1,4 +1,11 @@
-"""Helpers for the compat tests: keys with chosen secrets, a stand-in for the workers."""
+"""Helpers for the compat tests: keys with chosen secrets, a stand-in for the workers.
+
+These tests fake the workers and the projection (`set_status`, `fake_modem`: raw SQL) and
+the event log (`log_event`: a hand-made envelope), so they check formats and error codes
+cheaply but not what the compat APIs report after a real send and receipt: that is
+tests/e2e/test_compat_pipeline.py, which runs each compat API through the real pipeline
+(API, workers, simulators, inbound service).
+"""
 
 from __future__ import annotations
 
