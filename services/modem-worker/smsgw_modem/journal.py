@@ -6,14 +6,19 @@ soon as the modem accepts them, so a retry of a half-sent multipart message resu
 the same concatenation reference instead of sending the first parts twice.
 
 Append-only JSON lines, fsynced; compacted on open and when it grows past `max_lines`.
+Writes and fsyncs run on one writer thread, in the order they were recorded, so the event
+loop keeps serving other modems and the broker while the disk syncs; `record_*` returns once
+its line is fsynced, and a record whose caller is cancelled meanwhile is still written.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -41,9 +46,12 @@ class SendJournal:
         self._outcomes: OrderedDict[str, str] = OrderedDict()
         self._progress: dict[str, JobProgress] = {}
         self._lines = 0
-        self._fh: TextIO | None = None
+        self._fh: TextIO | None = None  # used only by the writer thread after __init__
+        self._writer: ThreadPoolExecutor | None = None
         self._load()
-        self._compact()
+        records = self._snapshot()
+        self._rewrite(records)  # compacted on open, before any writer thread exists
+        self._lines = len(records)
 
     @classmethod
     def for_modem(cls, state_dir: str, modem_id: str) -> SendJournal:
@@ -75,21 +83,32 @@ class SendJournal:
             while len(self._outcomes) > self.keep:
                 self._outcomes.popitem(last=False)
 
-    def _append(self, record: dict[str, Any]) -> None:
+    async def _append(self, record: dict[str, Any]) -> None:
+        """Apply `record` now; return once its line is on disk (fsynced)."""
         self._apply(record)
-        if self._fh is None:
-            self._fh = self.path.open("a", encoding="utf-8")
-        self._fh.write(json.dumps(record, separators=(",", ":")) + "\n")
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        line = json.dumps(record, separators=(",", ":")) + "\n"
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix=f"journal-{self.path.stem}")
+        # Queued synchronously, in call order, on the one writer thread; compaction writes
+        # the state as of this moment, queued behind the lines before it.
+        jobs = [self._writer.submit(self._write_line, line)]
         self._lines += 1
         if self._lines > self.max_lines:
-            self._compact()
+            records = self._snapshot()
+            self._lines = len(records)
+            jobs.append(self._writer.submit(self._rewrite, records))
+        for job in jobs:
+            # Shielded: a cancelled caller must not unqueue a record it already applied.
+            await asyncio.shield(asyncio.wrap_future(job))
 
-    def _compact(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+    def _write_line(self, line: str) -> None:
+        if self._fh is None:
+            self._fh = self.path.open("a", encoding="utf-8")
+        self._fh.write(line)
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def _snapshot(self) -> list[dict[str, Any]]:
         records: list[dict[str, Any]] = []
         for job, progress in self._progress.items():
             for index, mr in progress.parts.items():
@@ -98,6 +117,13 @@ class SendJournal:
                 )
         for job, event in self._outcomes.items():
             records.append({"k": "outcome", "job": job, "event": event})
+        return records
+
+    def _rewrite(self, records: list[dict[str, Any]]) -> None:
+        """Replace the file with `records` (atomically: a temporary file, fsynced, renamed)."""
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
         tmp = self.path.with_suffix(".tmp")
         with tmp.open("w", encoding="utf-8") as fh:
             for record in records:
@@ -105,10 +131,12 @@ class SendJournal:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, self.path)
-        self._lines = len(records)
 
     def close(self) -> None:
-        """Close the file (appends reopen it)."""
+        """Wait for queued writes, then close the file (appends reopen it)."""
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+            self._writer = None
         if self._fh is not None:
             self._fh.close()
             self._fh = None
@@ -122,10 +150,10 @@ class SendJournal:
         """Parts of this job already accepted by the modem."""
         return self._progress.get(job_id, JobProgress())
 
-    def record_part(self, job_id: str, concat_ref: int | None, index: int, mr: int) -> None:
-        """Remember that part `index` was accepted with TP-MR `mr`."""
-        self._append({"k": "part", "job": job_id, "ref": concat_ref, "i": index, "mr": mr})
+    async def record_part(self, job_id: str, concat_ref: int | None, index: int, mr: int) -> None:
+        """Remember that part `index` was accepted with TP-MR `mr` (returns once fsynced)."""
+        await self._append({"k": "part", "job": job_id, "ref": concat_ref, "i": index, "mr": mr})
 
-    def record_outcome(self, job_id: str, event: StatusEvent) -> None:
-        """Remember the outcome event (before it is published)."""
-        self._append({"k": "outcome", "job": job_id, "event": event.to_bytes().decode()})
+    async def record_outcome(self, job_id: str, event: StatusEvent) -> None:
+        """Remember the outcome event, before it is published (returns once fsynced)."""
+        await self._append({"k": "outcome", "job": job_id, "event": event.to_bytes().decode()})

@@ -151,7 +151,7 @@ class JobSender:
         )
         # Journal first: a cancel while awaiting the `sending` confirm must not lose the fact
         # that the message went out (the redelivery republishes this outcome instead).
-        self._journal.record_outcome(job.job_id, event)
+        await self._journal.record_outcome(job.job_id, event)
         await self._settle(sending)
         await self._events.status(event)
         m.sends.labels(self.modem_id, "sent").inc()
@@ -163,7 +163,7 @@ class JobSender:
         """Send one part and journal its TP-MR before anything else can interrupt."""
         mr = await modem.send_pdu(pdu, length)
         self._last_send = time.monotonic()
-        self._journal.record_part(job_id, concat_ref, index, mr)
+        await self._journal.record_part(job_id, concat_ref, index, mr)
         return mr
 
     @staticmethod
@@ -212,7 +212,7 @@ class JobSender:
             retryable=retryable,
             job_id=job.job_id,
         )
-        self._journal.record_outcome(job.job_id, event)
+        await self._journal.record_outcome(job.job_id, event)
         await self._events.status(event)
         metrics().sends.labels(self.modem_id, "failed").inc()
         log.warning(
