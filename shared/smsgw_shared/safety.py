@@ -32,7 +32,8 @@ KNOWN_DATABASE_PASSWORDS = frozenset({"postgres", "password", "changeme", "chang
 KNOWN_BROKER_PASSWORDS = frozenset({"guest", "password", "changeme", "change_me"})
 
 _OPT_OUT = (
-    'Set real secrets (see .env.example), or set environment = "development" '
+    'Set your own secrets (README: "Before exposing it"; with docker compose: .env), '
+    'or set environment = "development" '
     "(SMSGW_ENVIRONMENT=development) on a machine nobody else can reach."
 )
 

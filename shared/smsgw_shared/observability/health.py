@@ -18,7 +18,9 @@ ReadyCheck = Callable[[], Awaitable[bool]]
 
 
 class HealthServer:
-    """Serves health and metrics on `host:port` (port 0 picks a free one)."""
+    """Serves health and metrics on `host:port` (port 0 picks a free one). The services pass
+    `[inbound]` / `[workers]` `metrics_host`: 127.0.0.1 unless configured (0.0.0.0 in
+    containers, where Prometheus scrapes over the container network)."""
 
     def __init__(
         self,
@@ -67,6 +69,7 @@ class HealthServer:
         sockets = getattr(site._server, "sockets", None)
         if sockets:
             self.port = int(sockets[0].getsockname()[1])
+        log.info("health and metrics on %s port %d", self.host, self.port)
         return self.port
 
     async def stop(self) -> None:
