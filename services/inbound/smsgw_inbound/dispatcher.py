@@ -142,9 +142,9 @@ class Dispatcher:
     async def attempt(self, d: ClaimedDelivery) -> AttemptResult:
         """One HTTP attempt of a delivery, and what to do next."""
         assert self._session is not None
-        secrets = list(d.secrets)
-        if d.webhook_id is None and self.cfg.callback_secret:
-            secrets = [self.cfg.callback_secret]
+        secrets = list(d.secrets)  # a status callback: its key's
+        if d.webhook_id is None and not secrets and self.cfg.callback_secret:
+            secrets = [self.cfg.callback_secret]  # a message stored without a key
         body = d.payload.encode()
         started = time.monotonic()
         attempted_at = utcnow()

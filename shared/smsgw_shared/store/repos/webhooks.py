@@ -30,7 +30,13 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from smsgw_shared.ids import uuid7_strings
-from smsgw_shared.store.schema import api_keys, webhook_attempts, webhook_deliveries, webhooks
+from smsgw_shared.store.schema import (
+    api_keys,
+    event_log,
+    webhook_attempts,
+    webhook_deliveries,
+    webhooks,
+)
 
 SECRET_PREFIX = "whsec_"
 
@@ -38,6 +44,20 @@ SECRET_PREFIX = "whsec_"
 def new_webhook_secret() -> str:
     """A Standard Webhooks secret: `whsec_` + base64 of 32 random bytes."""
     return SECRET_PREFIX + base64.b64encode(_secrets.token_bytes(32)).decode()
+
+
+def key_callback_secret(secret_hash: str) -> str | None:
+    """The Standard Webhooks secret that signs the status callbacks of an API key's
+    messages: its HMAC key is SHA-256 of the key's secret (the stored `secret_hash`, hex),
+    which the client can compute from the key it holds (docs/webhooks.md, "Verifying a
+    status callback"). None for a hash that is not 32 bytes of hex."""
+    try:
+        digest = bytes.fromhex(secret_hash)
+    except ValueError:
+        return None
+    if len(digest) != 32:
+        return None
+    return SECRET_PREFIX + base64.b64encode(digest).decode()
 
 
 @dataclass(frozen=True)
@@ -75,7 +95,7 @@ class ClaimedDelivery:
     event_type: str
     payload: str
     attempts: int
-    secrets: tuple[str, ...]
+    secrets: tuple[str, ...]  # a status callback: its key's (`key_callback_secret`), if any
 
 
 @dataclass(frozen=True)
@@ -299,9 +319,17 @@ class WebhookRepository:
             .with_for_update(skip_locked=True)
             .lateral("due")
         )
+        # A status callback (no subscription) is signed by the key that sent the message:
+        # its event's row in event_log names the key (event_id is unique there).
+        ev, key = event_log, api_keys
         stmt = (
-            select(due, w.c.secrets, w.c.secrets_rotated_at)
-            .select_from(todo.join(due, true()).outerjoin(w, w.c.id == due.c.webhook_id))
+            select(due, w.c.secrets, w.c.secrets_rotated_at, key.c.secret_hash)
+            .select_from(
+                todo.join(due, true())
+                .outerjoin(w, w.c.id == due.c.webhook_id)
+                .outerjoin(ev, and_(due.c.webhook_id.is_(None), ev.c.event_id == due.c.event_id))
+                .outerjoin(key, key.c.id == ev.c.api_key_id)
+            )
             .limit(limit)
         )
         async with self.engine.begin() as conn:
@@ -324,6 +352,9 @@ class WebhookRepository:
         out = []
         for r in rows:
             keys: tuple[str, ...] = tuple(r.secrets or ())
+            if r.webhook_id is None and r.secret_hash:
+                signing = key_callback_secret(r.secret_hash)
+                keys = (signing,) if signing else ()
             if keys[1:] and (
                 r.secrets_rotated_at is None
                 or r.secrets_rotated_at + timedelta(seconds=previous_secret_ttl) < now
