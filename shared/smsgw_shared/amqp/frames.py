@@ -13,12 +13,11 @@ byte for byte as pamqp encodes them, for the properties the publisher sets; anyt
 a message, this ~2 µs; `test_frames.py` compares both encodings.
 
 The bookkeeping is aiormq's own (`delivery_tag`, `confirmations`, `message_id_delivery_tag`),
-so its ack, nack and return handling applies unchanged: each message's entry in
-`confirmations` is a `_Slot` that takes the outcome aiormq gives it (an ack, a
-`basic.return`, a nack); a `basic.return` needs a `message_id`, which is set if missing.
-One future from the channel's store stands for the whole batch: it completes when every
-slot has its outcome, and a closed channel rejects it, failing every slot still waiting.
-aiormq is pinned in `uv.lock`; `shared/tests/amqp/test_frames.py` covers these paths.
+so its ack, nack and return handling applies unchanged; the code that drives that private
+state is `aiormq_internals.py`, which names the aiormq versions it supports and is checked by
+`shared/tests/amqp/test_internals.py`. On any other aiormq the messages are published with
+aiormq's public `basic_publish` (`publish_one_by_one`): correct, slower.
+`shared/tests/amqp/test_frames.py` covers both paths.
 """
 
 from __future__ import annotations
@@ -31,10 +30,11 @@ from dataclasses import dataclass
 
 import aiormq
 import aiormq.abc
-from aiormq.abc import ChannelFrame
 from pamqp.commands import Basic
 from pamqp.frame import marshal
 from pamqp.header import ContentHeader
+
+from smsgw_shared.amqp import aiormq_internals
 
 
 @dataclass(frozen=True)
@@ -110,56 +110,13 @@ def encode(m: Frame, channel: int, frame_max: int) -> bytes:
     return b"".join(out)
 
 
-class _Batch:
-    """The outcome of each message of one batch; `future` completes with the last one."""
-
-    def __init__(self, future: asyncio.Future[object], size: int) -> None:
-        self.future = future
-        self.left = size
-
-
-class _Slot:
-    """A message's entry in aiormq's `confirmations`: the few methods of a future that
-    aiormq calls there (`set_result` on an ack or return, `set_exception` on a nack or a
-    return that raises, `done`/`cancelled` before it resolves one)."""
-
-    __slots__ = ("batch", "outcome")
-
-    def __init__(self, batch: _Batch) -> None:
-        self.batch = batch
-        self.outcome: object = _PENDING
-
-    def done(self) -> bool:
-        return self.outcome is not _PENDING
-
-    def cancelled(self) -> bool:
-        return False
-
-    def set_result(self, value: object) -> None:
-        self._resolve(value)
-
-    def set_exception(self, exc: BaseException) -> None:
-        self._resolve(exc)
-
-    def _resolve(self, value: object) -> None:
-        if self.outcome is not _PENDING:
-            return
-        self.outcome = value
-        self.batch.left -= 1
-        if self.batch.left == 0 and not self.batch.future.done():
-            self.batch.future.set_result(None)
-
-
-_PENDING = object()
-
-
 async def publish_frames(
     channel: aiormq.abc.AbstractChannel, messages: Sequence[Frame], timeout: float
 ) -> list[object]:
     """Publish `messages` (mandatory, confirms on); each one's outcome, in order: the
     broker's `Basic.Ack`, or the exception that failed it (a return, a nack, the channel's
     close, `TimeoutError` when no confirm came within `timeout` seconds)."""
-    if not isinstance(channel, aiormq.Channel):  # the bookkeeping below is this class's
+    if not isinstance(channel, aiormq.Channel):  # the bookkeeping is this class's
         raise TypeError(f"not an aiormq channel: {channel!r}")
     if not channel.publisher_confirms:
         raise ValueError("publish_frames needs a channel with publisher confirms")
@@ -168,71 +125,32 @@ async def publish_frames(
     for m in messages:
         if not m.properties.message_id:  # a return is matched to its message by this id
             m.properties.message_id = uuid.uuid4().hex
+    if not aiormq_internals.usable(channel):
+        return await publish_one_by_one(channel, messages, timeout)
     number, frame_max = channel.number, channel.max_content_size
     payload = b"".join([encode(m, number, frame_max) for m in messages])  # may raise
-    slots: list[_Slot] = []
-    tags: list[tuple[int, str]] = []
-    async with channel.lock:
-        if channel.is_closed:
-            raise aiormq.exceptions.ChannelInvalidStateError(f"{channel!r} closed")
-        batch = _Batch(channel.create_future(), len(messages))
-        first_tag = channel.delivery_tag
-        for m in messages:
-            message_id = str(m.properties.message_id)
-            channel.delivery_tag += 1
-            tag = channel.delivery_tag
-            slot = _Slot(batch)
-            channel.confirmations[tag] = slot  # type: ignore[assignment]
-            channel.message_id_delivery_tag[message_id] = tag
-            slots.append(slot)
-            tags.append((tag, message_id))
-        drained = channel.create_future()
-        buffer = ChannelFrame(payload=payload, should_close=False, drain_future=drained)
-        try:
-            await channel.write_queue.put(buffer)
-        except BaseException:
-            # Not written: the broker never saw these tags, so they are free again.
-            channel.delivery_tag = first_tag
-            _release(channel, tags, slots)
-            batch.future.cancel()
-            raise
-        try:
-            await drained
-        except BaseException:
-            _release(channel, tags, slots)
-            batch.future.cancel()
-            raise
-    try:
-        await asyncio.wait([batch.future], timeout=timeout)
-    finally:
-        late = _release(channel, tags, slots)
-    failed = (
-        batch.future.exception() if batch.future.done() and not batch.future.cancelled() else None
-    )
-    if not batch.future.done():
-        batch.future.cancel()
-    out: list[object] = []
-    for slot, waiting in zip(slots, late, strict=True):
-        if not waiting:
-            out.append(slot.outcome)
-        elif failed is not None:
-            out.append(failed)  # the channel closed before this one's confirm
-        else:
-            out.append(TimeoutError("publish confirm timed out"))
-    return out
+    ids = [str(m.properties.message_id) for m in messages]
+    return await aiormq_internals.publish_batch(channel, payload, ids, timeout)
 
 
-def _release(
-    channel: aiormq.Channel, tags: Sequence[tuple[int, str]], slots: Sequence[_Slot]
-) -> list[bool]:
-    """Drop the channel's bookkeeping for these messages (a return can no longer come for
-    a confirmed one); which ones were still waiting for their outcome."""
-    waiting = []
-    for (tag, message_id), slot in zip(tags, slots, strict=True):
-        late = not slot.done()
-        if late:
-            channel.confirmations.pop(tag, None)
-        if channel.message_id_delivery_tag.get(message_id) == tag:
-            del channel.message_id_delivery_tag[message_id]
-        waiting.append(late)
-    return waiting
+async def publish_one_by_one(
+    channel: aiormq.abc.AbstractChannel, messages: Sequence[Frame], timeout: float
+) -> list[object]:
+    """`publish_frames` through aiormq's public `basic_publish`, pipelined (the channel's
+    lock keeps them in order): for an aiormq whose internals `aiormq_internals` does not
+    support. Same outcomes, ~3x the CPU a message."""
+
+    async def one(m: Frame) -> object:
+        try:
+            return await channel.basic_publish(
+                m.body,
+                exchange=m.exchange,
+                routing_key=m.routing_key,
+                properties=m.properties,
+                mandatory=True,
+                timeout=timeout,
+            )
+        except Exception as exc:
+            return exc
+
+    return list(await asyncio.gather(*(one(m) for m in messages)))

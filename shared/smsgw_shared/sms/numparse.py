@@ -14,6 +14,13 @@ input it is never given (letters, extensions, Unicode digits) are left out. What
 is what phonenumbers returns: `tests/sms/test_numparse.py` checks that number by number,
 over random numbers of every country code and numbers varied from every region's examples,
 in international, national and IDD forms.
+
+It reads phonenumbers' metadata (`PhoneMetadata` and `PhoneNumberDesc` attributes, the
+`COUNTRY_CODE_TO_REGION_CODE` table) and repeats the steps of its private helpers, named
+below where each is repeated; it calls none of them. Supported: phonenumbers >=9.0,<10
+(`SUPPORTED`, pinned the same in `shared/pyproject.toml`); `tests/sms/test_numparse_guard.py`
+fails, saying what changed, when the installed version leaves that range or its helpers,
+constants or metadata attributes change.
 """
 
 from __future__ import annotations
@@ -26,16 +33,40 @@ import phonenumbers
 from phonenumbers import PhoneMetadata, PhoneNumberDesc
 from phonenumbers import phonenumberutil as pnu
 
+SUPPORTED = (">=9.0", "<10")
+_LOWEST, _BELOW = (9, 0), (10,)
+
 _MIN_NSN = 2  # phonenumberutil._MIN_LENGTH_FOR_NSN
 _MAX_NSN = 17  # phonenumberutil._MAX_LENGTH_FOR_NSN
 _MAX_CC = 3  # phonenumberutil._MAX_LENGTH_COUNTRY_CODE
-_KEEP_UNSTRIPPED = (
-    pnu.ValidationResult.TOO_SHORT,
-    pnu.ValidationResult.IS_POSSIBLE_LOCAL_ONLY,
-    pnu.ValidationResult.INVALID_LENGTH,
-)
-_TOO_LONG = pnu.ValidationResult.TOO_LONG
+_LENGTH = pnu.ValidationResult
+_KEEP_UNSTRIPPED = (_LENGTH.TOO_SHORT, _LENGTH.IS_POSSIBLE_LOCAL_ONLY, _LENGTH.INVALID_LENGTH)
 _CAPTURING_DIGIT = re.compile(r"(\d)")  # phonenumberutil._CAPTURING_DIGIT_PATTERN
+
+
+def version_supported(text: str) -> bool:
+    """Whether a phonenumbers version is one this module supports."""
+    numbers = tuple(int(n) for n in re.findall(r"\d+", text)[:3])
+    return _LOWEST <= numbers < _BELOW
+
+
+def length_result(nsn: str, metadata: PhoneMetadata) -> int:
+    """phonenumberutil._test_number_length(nsn, metadata) (type UNKNOWN: the general
+    description's possible lengths): a `ValidationResult`."""
+    desc = metadata.general_desc
+    if desc is None or not desc.possible_length:
+        return _LENGTH.INVALID_LENGTH
+    lengths = desc.possible_length
+    length = len(nsn)
+    if length in (desc.possible_length_local_only or ()):
+        return _LENGTH.IS_POSSIBLE_LOCAL_ONLY
+    if lengths[0] == length:
+        return _LENGTH.IS_POSSIBLE
+    if lengths[0] > length:
+        return _LENGTH.TOO_SHORT
+    if lengths[-1] < length:
+        return _LENGTH.TOO_LONG
+    return _LENGTH.IS_POSSIBLE if length in lengths[1:] else _LENGTH.INVALID_LENGTH
 
 
 def _compile(pattern: str | None) -> re.Pattern[str] | None:
@@ -189,7 +220,7 @@ def _own_country_code(digits: str, home: _Region) -> str | None:
         return None
     rest = home.strip_national_prefix(digits[len(code) :])
     if (not home.general_match(digits) and home.general_match(rest)) or (
-        pnu._test_number_length(digits, home.metadata) == _TOO_LONG
+        length_result(digits, home.metadata) == _LENGTH.TOO_LONG
     ):
         return rest
     return None
@@ -227,7 +258,7 @@ def _parse(candidate: str, region: str | None) -> tuple[int, str] | None:
     if meta is None or len(national) < _MIN_NSN:
         return None
     stripped = meta.strip_national_prefix(national)
-    if pnu._test_number_length(stripped, meta.metadata) not in _KEEP_UNSTRIPPED:
+    if length_result(stripped, meta.metadata) not in _KEEP_UNSTRIPPED:
         national = stripped
     if len(national) > _MAX_NSN:
         return None
