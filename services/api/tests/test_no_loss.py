@@ -175,29 +175,59 @@ async def test_cancel_scheduled_and_conflicts(api, admin_headers, app_state, amq
     assert c.status_code == 409 and c.json()["code"] == "not_cancelable"
 
 
-async def test_cancel_races_with_release(api, admin_headers, app_state):
-    soon = (datetime.now(UTC) + timedelta(seconds=1.2)).isoformat()
-    r = await api.post(
-        "/v1/messages",
-        json={"to": "+79210001234", "text": "race", "send_at": soon},
-        headers=admin_headers,
-    )
-    mid = r.json()["messages"][0]["id"]
-    await asyncio.sleep(1.2)
-    c = await api.delete(f"/v1/messages/{mid}", headers=admin_headers)
-    detail = (await api.get(f"/v1/messages/{mid}", headers=admin_headers)).json()
-    # Either the cancel won (canceled, nothing in the outbox) or the release did (queued).
-    if c.status_code == 200:
+async def test_cancel_races_with_release(api, admin_headers, app_state, amqp):
+    """A cancel sent as the scheduler releases the message: both orders are allowed, and
+    either way the workers are never left with a job to send.
+
+    - the cancel won: `scheduled → canceled`, no outbox row, no job published;
+    - the release won: `scheduled → queued → canceled`, and a cancel notice goes out, so a
+      worker skips the job if the relay published it before the cancel (the relay skips a
+      message no longer `queued`: then no job at all).
+
+    There are no workers here, so nothing passes `queued` and the cancel is never a 409."""
+    t = amqp.topology
+    ch = await amqp.connection.channel()
+    notices = await ch.declare_queue(exclusive=True, auto_delete=True)
+    await notices.bind(t.events_exchange, t.CANCEL_KEY)
+    try:
+        soon = (datetime.now(UTC) + timedelta(seconds=1.2)).isoformat()
+        r = await api.post(
+            "/v1/messages",
+            json={"to": "+79210001234", "text": "race", "send_at": soon},
+            headers=admin_headers,
+        )
+        mid = r.json()["messages"][0]["id"]
+        await asyncio.sleep(1.2)
+        c = await api.delete(f"/v1/messages/{mid}", headers=admin_headers)
+        assert c.status_code == 200, c.text
+        assert c.json() == {"id": mid, "status": "canceled"}
+        detail = (await api.get(f"/v1/messages/{mid}", headers=admin_headers)).json()
         assert detail["status"] == "canceled"
+        history = [h["state"] for h in detail["history"]]
         async with app_state.engine.connect() as conn:
-            n = (
-                await conn.execute(
-                    text("SELECT count(*) FROM outbox WHERE message_id=:i"), {"i": mid}
-                )
-            ).scalar_one()
-        assert n == 0
-    else:
-        assert c.status_code == 409 or detail["status"] == "queued"
+            left = await conn.execute(
+                text("SELECT count(*) FROM outbox WHERE message_id=:i"), {"i": mid}
+            )
+            assert left.scalar_one() == 0
+        jobs = [
+            SendJob.from_bytes(b).message_id
+            for b in await drain(amqp, t.job_queue("modem:*"), 1, timeout=2)
+        ]
+        if history == ["scheduled", "canceled"]:  # the cancel won
+            assert jobs == []
+        else:  # the release won
+            assert history == ["scheduled", "queued", "canceled"], history
+            assert jobs in ([], [mid])
+            msg = None
+            for _ in range(100):
+                msg = await notices.get(no_ack=True, fail=False)
+                if msg is not None:
+                    break
+                await asyncio.sleep(0.05)
+            assert msg is not None, "no cancel notice for a released job"
+            assert CancelNotice.from_bytes(msg.body).message_id == mid
+    finally:
+        await ch.close()
 
 
 async def test_relay_keeps_a_row_it_cannot_publish_and_sends_the_others(app_state, amqp):
