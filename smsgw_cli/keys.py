@@ -22,6 +22,7 @@ def _checked(args: argparse.Namespace) -> KeyCreate:
         "allowed_regex": args.allow_regex,
         "allowed_senders": args.allow_sender,
         "rate_limit": args.rate_limit,
+        "routes": args.route or [],
         "secret": args.secret,
     }
     try:
@@ -47,11 +48,12 @@ async def run_keys(settings: Settings, args: argparse.Namespace) -> None:
     try:
         if body is not None:
             try:
-                key, secret = await repo.create(**body.create_args())
+                key, secret = await repo.create(**body.create_args(settings.api.new_key_rate_limit))
             except DuplicateKeyName as exc:
                 print(f"smsgw: {exc}", file=sys.stderr)
                 sys.exit(1)
-            print(f"created key {key.name} ({key.id}) scopes={','.join(key.scopes)}")
+            routes = f" routes={','.join(key.routes)}" if key.routes else ""
+            print(f"created key {key.name} ({key.id}) scopes={','.join(key.scopes)}{routes}")
             print(f"secret (shown once): {secret}")
         elif args.keys == "list":
             for k in await repo.list():

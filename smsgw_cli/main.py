@@ -199,11 +199,24 @@ def build_parser() -> argparse.ArgumentParser:
     sp = keys.add_parser("create", help="create a key (prints the secret once)")
     sp.set_defaults(func=cmd_keys)
     sp.add_argument("name")
-    sp.add_argument("--scope", action="append", choices=["send", "read", "admin"])
+    sp.add_argument(
+        "--scope", action="append", choices=["send", "read", "admin", "modems", "webhooks"]
+    )
     sp.add_argument("--allow-prefix", action="append", default=[])
     sp.add_argument("--allow-regex")
     sp.add_argument("--allow-sender", action="append", default=[])
-    sp.add_argument("--rate-limit", type=float, default=0.0)
+    sp.add_argument(
+        "--rate-limit",
+        type=float,
+        default=None,
+        help="recipients/s (0: unlimited; default: api.new_key_rate_limit)",
+    )
+    sp.add_argument(
+        "--route",
+        action="append",
+        default=[],
+        help="route-limited key: modem:m2, smpp:b1, pool:name, modem:* (repeatable)",
+    )
     sp.add_argument("--secret", help="use this secret (e.g. a seed client's existing token)")
     sp = keys.add_parser("list", help="list keys")
     sp.set_defaults(func=cmd_keys)

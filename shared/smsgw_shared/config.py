@@ -152,7 +152,16 @@ class ApiConfig(_Section):
     max_parts: int = Field(10, ge=1, le=255)
     default_region: str = "RU"
     idempotency_ttl: float = Field(86400.0, gt=0)
-    rate_limit_default: float = Field(0, ge=0)  # requests/s per key, 0 = unlimited
+    # A key's rate: recipients/s for sends, requests/s for other calls. Keys stored with
+    # rate_limit 0 get `rate_limit_default` (0: unlimited); keys made by POST /v1/keys or
+    # `smsgw keys create` without a rate_limit get `new_key_rate_limit`.
+    rate_limit_default: float = Field(0, ge=0)
+    new_key_rate_limit: float = Field(100.0, ge=0)
+    max_streams_per_key: int = Field(10, ge=1)  # SSE/WebSocket subscribers per key, per process
+    max_streams: int = Field(1000, ge=1)  # SSE/WebSocket subscribers per API process
+    # Seconds a key lookup is cached: a revoked key stops working everywhere, streams
+    # included, within this time, in every API process.
+    key_cache_ttl: float = Field(5.0, gt=0, le=300)
     rpc_timeout: float = Field(30.0, gt=0)
     outbox_interval: float = Field(1.0, gt=0)
     scheduler_interval: float = Field(1.0, gt=0)

@@ -22,7 +22,7 @@ from prometheus_client import (
 from sqlalchemy import text
 
 from smsgw_api import openapi
-from smsgw_api.auth import KeyCache
+from smsgw_api.auth import KeyCache, RateLimiter
 from smsgw_api.deps import AppState
 from smsgw_api.fastpath import SendFastPath
 from smsgw_api.middleware import BodyLimitMiddleware, MetricsMiddleware
@@ -113,6 +113,7 @@ def create_app(settings: Settings) -> FastAPI:
         relay = OutboxRelay(messages, publisher, settings.api.outbox_interval)
         scheduler = Scheduler(messages, topo, settings.api.scheduler_interval)
         amqp_rpc = AmqpRpc(amqp)
+        limiter = RateLimiter()
         state = AppState(
             settings=settings,
             engine=engine,
@@ -120,11 +121,12 @@ def create_app(settings: Settings) -> FastAPI:
             publisher=publisher,
             router=router,
             keys=keys,
-            key_cache=KeyCache(keys),
+            key_cache=KeyCache(keys, settings.api.key_cache_ttl),
             messages=messages,
             idempotency=IdempotencyRepository(engine),
-            ingestor=Ingestor(settings, router, committer, dispatcher),
+            ingestor=Ingestor(settings, router, committer, dispatcher, limiter),
             rpc=RpcClient(amqp_rpc, topo, {m.id for m in settings.modems}),
+            limiter=limiter,
         )
         app.state.smsgw = state
         if settings.bootstrap_api_key:

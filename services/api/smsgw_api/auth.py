@@ -8,6 +8,7 @@ import base64
 import binascii
 import hmac
 import time
+from collections.abc import Awaitable, Callable
 
 from smsgw_shared.store.repos.keys import ApiKey, KeyRepository, hash_secret
 
@@ -29,7 +30,9 @@ class KeyCache:
         """The active key with this secret, or None."""
         if not secret or len(secret) > 256:
             return None
-        h = hash_secret(secret)
+        return await self._lookup(hash_secret(secret), lambda: self.repo.by_secret(secret))
+
+    async def _lookup(self, h: str, fetch: Callable[[], Awaitable[ApiKey | None]]) -> ApiKey | None:
         now = time.monotonic()
         hit = self._cache.get(h)
         if hit is not None and hit[0] > now:
@@ -40,7 +43,7 @@ class KeyCache:
         fut: asyncio.Future[ApiKey | None] = asyncio.get_running_loop().create_future()
         self._inflight[h] = fut
         try:
-            key = await self.repo.by_secret(secret)
+            key = await fetch()
         except BaseException as exc:
             fut.set_exception(exc)
             fut.exception()  # retrieved: waiters re-raise it, nobody logs it as lost
@@ -59,6 +62,14 @@ class KeyCache:
         if key is None or not hmac.compare_digest(key.name.encode(), name.encode()):
             return None
         return key
+
+    async def is_active(self, key: ApiKey) -> bool:
+        """Whether `key` still works (not revoked): what streams ask every `ttl` seconds,
+        so a revoked key stops streaming within the cache's TTL in every process."""
+        return (
+            await self._lookup(key.secret_hash, lambda: self.repo.by_hash(key.secret_hash))
+            is not None
+        )
 
     def forget(self) -> None:
         self._cache.clear()
@@ -84,21 +95,39 @@ def bearer(header: str) -> str | None:
 
 
 class RateLimiter:
-    """Per-key token bucket (requests/s, burst = max(1, rate)); in-process."""
+    """Per-key token buckets, in-process (N API processes allow N times the rate).
+
+    A bucket holds up to max(1, rate) tokens and refills at `rate` a second. A call is
+    admitted while the bucket holds a token; it then takes what it costs — one for most
+    calls, one per recipient for a send — and may leave the bucket in debt, so a
+    1,000-recipient request from a key of 100/s is let through once and the key then waits
+    10 s: the average holds whatever the request size, and no request is refused forever.
+    """
 
     def __init__(self) -> None:
         self._buckets: dict[str, tuple[float, float]] = {}
 
-    def check(self, key_id: str, rate: float) -> float:
-        """0 if allowed now, else the seconds to wait (for Retry-After)."""
+    def _tokens(self, key_id: str, rate: float, now: float) -> float:
+        burst = max(1.0, rate)
+        tokens, last = self._buckets.get(key_id, (burst, now))
+        return min(burst, tokens + (now - last) * rate)
+
+    def admit(self, key_id: str, rate: float) -> float:
+        """0 if a call may start now (nothing taken), else the seconds to wait."""
+        if rate <= 0:
+            return 0.0
+        tokens = self._tokens(key_id, rate, time.monotonic())
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / rate
+
+    def check(self, key_id: str, rate: float, cost: float = 1.0) -> float:
+        """Admit and take `cost` tokens: 0 if allowed now, else the seconds to wait (for
+        Retry-After; nothing is taken then)."""
         if rate <= 0:
             return 0.0
         now = time.monotonic()
-        burst = max(1.0, rate)
-        tokens, last = self._buckets.get(key_id, (burst, now))
-        tokens = min(burst, tokens + (now - last) * rate)
+        tokens = self._tokens(key_id, rate, now)
         if tokens >= 1.0:
-            self._buckets[key_id] = (tokens - 1.0, now)
+            self._buckets[key_id] = (tokens - max(cost, 0.0), now)
             return 0.0
         self._buckets[key_id] = (tokens, now)
         return (1.0 - tokens) / rate

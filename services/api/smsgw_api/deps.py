@@ -80,32 +80,62 @@ async def resolve_key(request: HTTPConnection, state: AppState) -> ApiKey | None
     return None
 
 
-def enforce_rate_limit(state: AppState, key: ApiKey) -> None:
-    """Raise 429 with Retry-After when the key is over its rate."""
-    rate = key.rate_limit or state.settings.api.rate_limit_default
-    wait = state.limiter.check(str(key.id), rate)
+def key_rate(state: AppState, key: ApiKey) -> float:
+    """The key's rate (0: unlimited)."""
+    return key.rate_limit or state.settings.api.rate_limit_default
+
+
+def rate_problem(rate: float, wait: float) -> Problem:
+    """429 with Retry-After."""
+    return Problem(
+        429,
+        "rate_limited",
+        "Rate limit exceeded",
+        f"this key may send to {rate:g} recipients (or make {rate:g} other calls) a second",
+        headers={"Retry-After": str(max(1, math.ceil(wait)))},
+    )
+
+
+def enforce_rate_limit(state: AppState, key: ApiKey, cost: float = 1.0) -> None:
+    """Raise 429 with Retry-After when the key is over its rate; else take `cost` (0: only
+    check that a call may start — a send pays per recipient when it is accepted)."""
+    rate = key_rate(state, key)
+    wait = (
+        state.limiter.admit(str(key.id), rate)
+        if cost <= 0
+        else state.limiter.check(str(key.id), rate, cost)
+    )
     if wait > 0:
-        raise Problem(
-            429,
-            "rate_limited",
-            "Rate limit exceeded",
-            f"this key may make {rate:g} requests per second",
-            headers={"Retry-After": str(max(1, math.ceil(wait)))},
-        )
+        raise rate_problem(rate, wait)
+
+
+def forbidden_scope(scope: str) -> Problem:
+    return Problem(
+        403, "forbidden_scope", "Insufficient scope", f"this key lacks the {scope!r} scope"
+    )
 
 
 async def authorize(conn: HTTPConnection, state: AppState, scope: str) -> ApiKey:
     """The caller's key with `scope` (admin implies every scope): 401 without a valid key,
-    429 over its rate, 403 without the scope."""
+    429 over its rate, 403 without the scope. Sends are charged per recipient by the
+    ingestor; every other call costs one."""
     key = await resolve_key(conn, state)
     if key is None:
         raise UNAUTHORIZED
-    enforce_rate_limit(state, key)
+    enforce_rate_limit(state, key, 0 if scope == "send" else 1)
     if not key.has_scope(scope):
-        raise Problem(
-            403, "forbidden_scope", "Insufficient scope", f"this key lacks the {scope!r} scope"
-        )
+        raise forbidden_scope(scope)
     return key
+
+
+def route_allowed(state: AppState, key: ApiKey, route: str) -> bool:
+    """Whether the key may use (and see) `route`: every route for a key without routes."""
+    return not key.routes or state.router.covers(key.routes, route)
+
+
+def visible_routes(state: AppState, key: ApiKey) -> tuple[str, ...] | None:
+    """The routes and patterns whose traffic the key may see (None: every route)."""
+    return state.router.visible_patterns(key.routes) if key.routes else None
 
 
 def require(scope: str) -> Callable[[Request], Awaitable[ApiKey]]:
@@ -124,3 +154,5 @@ def require(scope: str) -> Callable[[Request], Awaitable[ApiKey]]:
 SendKey = Annotated[ApiKey, Depends(require("send"))]
 ReadKey = Annotated[ApiKey, Depends(require("read"))]
 AdminKey = Annotated[ApiKey, Depends(require("admin"))]
+ModemsKey = Annotated[ApiKey, Depends(require("modems"))]
+WebhooksKey = Annotated[ApiKey, Depends(require("webhooks"))]

@@ -6,9 +6,20 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StrictBool, StrictStr
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictStr,
+    field_validator,
+    model_validator,
+)
 
-Scope = Literal["send", "read", "admin"]
+from smsgw_shared.config import check_route
+
+Scope = Literal["send", "read", "admin", "modems", "webhooks"]
 DEFAULT_SCOPES: tuple[Scope, ...] = ("send", "read")
 
 
@@ -129,18 +140,47 @@ class KeyCreate(BaseModel):
     allowed_prefixes: list[StrictStr] = Field(default_factory=list, max_length=1000)
     allowed_regex: StrictStr | None = Field(None, max_length=1000)
     allowed_senders: list[StrictStr] = Field(default_factory=list, max_length=1000)
-    rate_limit: float = Field(0, ge=0, le=100_000, description="Requests/s, 0 = unlimited")
+    rate_limit: float | None = Field(
+        None,
+        ge=0,
+        le=100_000,
+        description="Recipients/s for sends, calls/s otherwise; 0 = unlimited; "
+        "default: the server's `api.new_key_rate_limit` (100)",
+    )
+    routes: list[Annotated[StrictStr, Field(max_length=80)]] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Route-limited key: sends only through these routes (`modem:m2`, "
+        "`smpp:b1`, `pool:name`, `modem:*`) and sees only its own messages and the incoming "
+        "SMS and events of these routes; empty: every route",
+    )
 
-    def create_args(self) -> dict[str, Any]:
+    @field_validator("routes")
+    @classmethod
+    def _routes(cls, v: list[str]) -> list[str]:
+        for r in v:
+            check_route(r)
+        return list(dict.fromkeys(v))
+
+    @model_validator(mode="after")
+    def _no_limited_admin(self) -> KeyCreate:
+        if self.routes and "admin" in self.scopes:
+            raise ValueError(
+                "a route-limited key cannot have the admin scope (admin reaches every route)"
+            )
+        return self
+
+    def create_args(self, default_rate: float = 0.0) -> dict[str, Any]:
         """The arguments of `KeyRepository.create` for this key."""
         return {
+            "routes": self.routes,
             "name": self.name,
             "scopes": list(self.scopes),
             "secret": self.secret,
             "allowed_prefixes": self.allowed_prefixes,
             "allowed_regex": self.allowed_regex,
             "allowed_senders": self.allowed_senders,
-            "rate_limit": self.rate_limit,
+            "rate_limit": default_rate if self.rate_limit is None else self.rate_limit,
         }
 
     def regex_error(self) -> str | None:

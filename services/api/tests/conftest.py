@@ -148,3 +148,32 @@ async def drain(
         if conn is not None and not conn.is_closed:
             await conn.close()
     return got
+
+
+@asynccontextmanager
+async def _served(settings: Settings) -> AsyncIterator[str]:
+    """The real app behind uvicorn on a free port (streams need a real server)."""
+    import uvicorn
+
+    from smsgw_shared.testing import free_port
+
+    port = free_port()
+    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None)
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    for _ in range(400):
+        if server.started or task.done():
+            break
+        await asyncio.sleep(0.05)
+    assert server.started, "uvicorn did not start"
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 15)
+
+
+@pytest.fixture
+def serve() -> Callable[[Settings], Any]:
+    """`async with serve(settings) as "host:port"`: the app behind a real uvicorn."""
+    return _served

@@ -52,8 +52,12 @@ async def test_create_list_rotate_delete(
     assert r.status_code == 200 and "secret" not in r.json()
     r = await api.post(f"/v1/webhooks/{hook['id']}/rotate", headers=admin_headers)
     assert r.status_code == 200 and r.json()["secret"] not in (None, hook["secret"])
+    # A key that may only read may not manage webhooks at all.
+    _, reader = await make_key(scopes=["read", "send"])
+    r = await api.get("/v1/webhooks", headers=reader)
+    assert r.status_code == 403 and r.json()["code"] == "forbidden_scope"
     # Another key neither sees nor touches it.
-    _, other = await make_key(scopes=["read"])
+    _, other = await make_key(scopes=["webhooks"])
     assert (await api.get(f"/v1/webhooks/{hook['id']}", headers=other)).status_code == 404
     assert (await api.get("/v1/webhooks", headers=other)).json()["data"] == []
     r = await api.post(

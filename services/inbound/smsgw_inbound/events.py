@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from smsgw_shared.routing import route_matches
 from smsgw_shared.store.repos.event_log import EventLogRepository
 from smsgw_shared.store.repos.webhooks import NewDelivery, Subscription, WebhookRepository
 
@@ -80,15 +81,6 @@ class LogEvent:
             "payload": self.envelope(),
             "created_at": self.created_at,
         }
-
-
-def route_matches(pattern: str, route: str | None) -> bool:
-    """`modem:*` matches every modem; anything else must be equal."""
-    if route is None:
-        return False
-    if pattern.endswith(":*"):
-        return route.startswith(pattern[:-1])
-    return pattern == route
 
 
 def visible_to_owner(sub: Subscription, ev: LogEvent) -> bool:

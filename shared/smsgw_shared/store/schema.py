@@ -61,6 +61,8 @@ api_keys = Table(
     Column("allowed_regex", Text, nullable=True),
     Column("allowed_senders", ARRAY(String(32)), nullable=False, server_default="{}"),
     Column("rate_limit", Float, nullable=False, server_default="0"),
+    # Routes the key may send through and see; empty: every route (migration 0005).
+    Column("routes", ARRAY(String(80)), nullable=False, server_default="{}"),
     _ts("created_at", False, True),
     _ts("revoked_at"),
 )

@@ -29,9 +29,11 @@ POLL_INTERVAL = 0.25  # seconds between store reads while waiting for an outcome
 
 
 def rate_limited(state: AppState, key: ApiKey) -> Problem | None:
-    """The 429 problem when the key is over its rate, else None."""
+    """The 429 problem when the key is over its rate, else None. Only checks that a call
+    may start: a send is charged per recipient by the ingestor, the one path every API
+    accepts through."""
     try:
-        enforce_rate_limit(state, key)
+        enforce_rate_limit(state, key, 0)
     except Problem as exc:
         return exc
     return None

@@ -1,28 +1,22 @@
 """Client-visible events (`message.status`, `message.received`) for the compat streams.
 
-The compat adapters only need `subscribe(key, types)`. A shared live stream (the one behind
-`GET /v1/events`) is used when the app puts it in `state.extras["event_feed"]`; otherwise
-`PollingFeed` tails the event log the inbound service writes (`EventLogRepository`, with
-the same visibility rule as the native streams), from the moment of subscription on — the
-seed streams had no resume either.
+The compat adapters only need `subscribe(key, types)`: a live subscription, from the moment
+of subscription on (the seed streams had no resume either), through the process's shared
+tail of the event log (`services.event_hub`) with the same visibility rule, stream limits
+and revocation as the native streams.
 """
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
-from smsgw_api.deps import AppState
-from smsgw_shared.store.repos.event_log import EventLogRepository, StreamFilter
+from smsgw_api.deps import AppState, visible_routes
+from smsgw_api.services.event_hub import Subscription, hub_for
+from smsgw_shared.store.repos.event_log import StreamFilter
 from smsgw_shared.store.repos.keys import ApiKey
-
-POLL_INTERVAL = 0.5  # seconds between event_log reads
-BATCH = 500
 
 
 @dataclass(frozen=True)
@@ -34,35 +28,36 @@ class FeedEvent:
     payload: dict[str, Any] = field(default_factory=dict)
 
 
-class EventFeed(Protocol):
-    """A live subscription to the events `key` may read, of the given types."""
+class EventFeed:
+    """Statuses of the key's own messages (all for admin keys), and received SMS of the
+    routes the key may see."""
 
-    def subscribe(self, key: ApiKey, types: Sequence[str]) -> AsyncIterator[FeedEvent]: ...
+    def __init__(self, state: AppState) -> None:
+        self.state = state
 
+    def open(self, key: ApiKey, types: Sequence[str]) -> Subscription:
+        """A place in the shared tail; raises `TooManyStreams` over the stream limits
+        (call it before the response starts to answer that properly)."""
+        flt = StreamFilter(
+            types=tuple(types),
+            viewer_id=key.id,
+            admin=key.is_admin,
+            visible_routes=visible_routes(self.state, key),
+        )
+        return hub_for(self.state).subscribe(key, flt)
 
-class PollingFeed:
-    """Tails `event_log` by id: statuses of the key's own messages (all for admin keys),
-    and received SMS for any key that may read."""
-
-    def __init__(self, engine: AsyncEngine, interval: float = POLL_INTERVAL) -> None:
-        self.log = EventLogRepository(engine)
-        self.interval = interval
-
-    async def subscribe(self, key: ApiKey, types: Sequence[str]) -> AsyncIterator[FeedEvent]:
-        """Events from now on, in log order; the payload is the envelope's `data`."""
-        last = await self.log.last_id()
-        flt = StreamFilter(types=tuple(types), viewer_id=key.id, admin="admin" in key.scopes)
-        while True:
-            rows = await self.log.read_after(last, flt, BATCH)
-            for row in rows:
-                last = row.id
+    async def subscribe(
+        self, key: ApiKey, types: Sequence[str], sub: Subscription | None = None
+    ) -> AsyncIterator[FeedEvent]:
+        """Events from now on, in order; the payload is the envelope's `data`."""
+        sub = sub or self.open(key, types)
+        async for batch in sub.follow():
+            for row in batch:
                 if row.payload is None:
                     continue
                 data = row.payload.get("data")
                 data = data if isinstance(data, dict) else {}
                 yield FeedEvent(row.type, _uuid(data.get("message_id")), data)
-            if len(rows) < BATCH:
-                await asyncio.sleep(self.interval)
 
 
 def _uuid(value: Any) -> uuid.UUID | None:
@@ -73,9 +68,5 @@ def _uuid(value: Any) -> uuid.UUID | None:
 
 
 def feed_for(state: AppState) -> EventFeed:
-    """The shared stream if the app provides one, else a poller on the store."""
-    feed = state.extras.get("event_feed")
-    if feed is None:
-        feed = PollingFeed(state.engine)
-        state.extras["event_feed"] = feed
-    return feed  # type: ignore[no-any-return]
+    """The compat streams' feed."""
+    return EventFeed(state)

@@ -1,8 +1,8 @@
 """Live events: `GET /v1/events` (Server-Sent Events) and `GET /v1/ws` (WebSocket).
 
-Both read the store's `event_log` (written by the inbound service), so a client resumes
-exactly where it left off (`Last-Event-ID`, `?since=`) and every API process serves every
-event. `EventStream` is the shared reader (the compat adapters use it too).
+Both follow the store's `event_log` (written by the inbound service) through the process's
+one shared tail (`services.event_hub`), so a client resumes exactly where it left off
+(`Last-Event-ID`, `?since=`) and every API process serves every event.
 """
 
 from __future__ import annotations
@@ -18,73 +18,32 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 
-from smsgw_api.deps import AppState, ReadKey, StateDep, resolve_key
-from smsgw_api.problems import Problem
+from smsgw_api.deps import (
+    UNAUTHORIZED,
+    AppState,
+    ReadKey,
+    StateDep,
+    enforce_rate_limit,
+    forbidden_scope,
+    resolve_key,
+    visible_routes,
+)
+from smsgw_api.problems import Problem, problem_response
 from smsgw_api.routes.webhooks import EVENT_RE
+from smsgw_api.services.event_hub import Subscription, TooManyStreams, hub_for
 from smsgw_shared.config import check_route
 from smsgw_shared.store.repos.event_log import EventLogRepository, LoggedEvent, StreamFilter
 from smsgw_shared.store.repos.keys import ApiKey
 
 router = APIRouter(tags=["events"])
 
-POLL_INTERVAL = 0.25  # seconds between reads of the event log
 KEEPALIVE = 15.0  # seconds of silence before an SSE comment keeps proxies from closing
-# An id below the newest seen but not yet visible is a transaction still committing; wait
-# this long for it before moving the resume point past it (a rolled-back id never appears).
-GAP_TIMEOUT = 5.0
+MAX_EVENT_ID = 2**63 - 1  # event ids are PostgreSQL bigints
 
 
-class EventStream:
-    """Reads the event log after a position, in id order, for one filter.
-
-    Ids come from a sequence, so a transaction that took a lower id may commit after one
-    with a higher id. The stream delivers each event once, as soon as it is visible, and
-    keeps its resume point (`position`) below ids still missing until GAP_TIMEOUT.
-    """
-
-    def __init__(self, repo: EventLogRepository, flt: StreamFilter, after: int) -> None:
-        self.repo = repo
-        self.flt = flt
-        self.position = after  # every id <= position has been handled
-        self._seen: set[int] = set()  # handled ids above position
-        self._gaps: dict[int, float] = {}  # missing id → first noticed (monotonic)
-
-    async def poll(self) -> list[LoggedEvent]:
-        """The events visible since the last poll that the filter lets through."""
-        rows = await self.repo.read_after(self.position, self.flt)
-        fresh = [r for r in rows if r.id not in self._seen]
-        for r in fresh:
-            self._seen.add(r.id)
-        self._advance()
-        return [r for r in fresh if r.payload is not None]
-
-    def _advance(self) -> None:
-        now = time.monotonic()
-        top = max(self._seen, default=self.position)
-        for i in range(self.position + 1, top):
-            if i not in self._seen:
-                self._gaps.setdefault(i, now)
-        while True:
-            nxt = self.position + 1
-            if nxt in self._seen:
-                self._seen.discard(nxt)
-            elif nxt in self._gaps and now - self._gaps[nxt] > GAP_TIMEOUT:
-                del self._gaps[nxt]
-            else:
-                break
-            self._gaps.pop(nxt, None)
-            self.position = nxt
-
-    async def follow(self, interval: float = POLL_INTERVAL) -> AsyncIterator[list[LoggedEvent]]:
-        """Batches of events forever (an empty batch after each quiet poll)."""
-        while True:
-            batch = await self.poll()
-            yield batch
-            if not batch:
-                await asyncio.sleep(interval)
-
-
-def parse_filter(types: str | None, route: str | None, key: ApiKey) -> StreamFilter:
+def parse_filter(
+    types: str | None, route: str | None, key: ApiKey, state: AppState
+) -> StreamFilter:
     """The filter from `types=a,b` and `route=x,y`, limited to what the key may read."""
     tlist = tuple(t.strip() for t in (types or "").split(",") if t.strip())
     bad = [t for t in tlist if not EVENT_RE.match(t)]
@@ -98,20 +57,34 @@ def parse_filter(types: str | None, route: str | None, key: ApiKey) -> StreamFil
         raise Problem(422, "invalid_route", "Invalid route", str(exc)) from exc
     if "*" in tlist:
         tlist = ()
-    return StreamFilter(tlist, rlist, viewer_id=key.id, admin="admin" in key.scopes)
+    return StreamFilter(
+        tlist,
+        rlist,
+        viewer_id=key.id,
+        admin=key.is_admin,
+        visible_routes=visible_routes(state, key),
+    )
 
 
 async def start_position(
     repo: EventLogRepository, last_event_id: str | None, since: str | None
-) -> int:
-    """Where to start: after `Last-Event-ID`, else `since` (an event id or RFC 3339 time),
-    else the newest event (only what happens from now on)."""
+) -> int | None:
+    """Where to resume: after `Last-Event-ID`, else `since` (an event id or RFC 3339
+    time), else None (only what happens from now on)."""
     for raw in (last_event_id, since):
         value = (raw or "").strip()
         if not value:
             continue
         if value.isdigit():
+            if len(value) > 19 or int(value) > MAX_EVENT_ID:
+                raise Problem(
+                    422, "invalid_since", "Invalid resume point", "no event has so large an id"
+                )
             return int(value)
+        if len(value) > 64:
+            raise Problem(
+                422, "invalid_since", "Invalid resume point", "use an event id or an RFC 3339 time"
+            )
         try:
             ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError as exc:
@@ -121,7 +94,17 @@ async def start_position(
         if ts.tzinfo is None:
             raise Problem(422, "invalid_since", "Invalid resume point", "the time needs an offset")
         return await repo.id_before(ts)
-    return await repo.last_id()
+    return None
+
+
+def open_stream(state: AppState, key: ApiKey, flt: StreamFilter) -> Subscription:
+    """A place in the shared tail, or a 429 problem over the stream limits."""
+    try:
+        return hub_for(state).subscribe(key, flt)
+    except TooManyStreams as exc:
+        raise Problem(
+            429, "too_many_streams", "Too many streams", str(exc), headers={"Retry-After": "5"}
+        ) from exc
 
 
 def sse_frame(ev: LoggedEvent) -> str:
@@ -148,14 +131,15 @@ async def events(
 ) -> StreamingResponse:
     """`message.status`, `message.received` and `route.state` events as they happen;
     reconnecting with `Last-Event-ID` replays what was missed."""
-    flt = parse_filter(types, route, key)
-    repo = EventLogRepository(state.engine)
-    stream = EventStream(repo, flt, await start_position(repo, last_event_id, since))
+    flt = parse_filter(types, route, key, state)
+    after = await start_position(EventLogRepository(state.engine), last_event_id, since)
+    sub = open_stream(state, key, flt)
 
     async def body() -> AsyncIterator[str]:
-        yield "retry: 2000\n\n"
+        await sub.start(after)
+        yield "retry: 2000\n\n"  # the stream is live: nothing visible from now on is missed
         quiet_since = time.monotonic()
-        async for batch in stream.follow():
+        async for batch in sub.follow():
             if await request.is_disconnected():
                 return
             for ev in batch:
@@ -187,6 +171,15 @@ def ws_frame(ev: LoggedEvent) -> str:
     return json.dumps(payload, separators=(",", ":"))
 
 
+async def refuse_websocket(ws: WebSocket, problem: Problem) -> None:
+    """Refuse a handshake with the problem's HTTP status and body where the server can
+    (uvicorn can), else by closing with 4000 + the status (4401, 4403, 4422, 4429)."""
+    if "websocket.http.response" in ws.scope.get("extensions", {}):
+        await ws.send_denial_response(problem_response(problem))
+    else:
+        await ws.close(code=4000 + problem.status, reason=(problem.detail or problem.title)[:120])
+
+
 @router.websocket("/v1/ws")
 async def websocket(
     ws: WebSocket,
@@ -197,22 +190,26 @@ async def websocket(
 ) -> None:
     """The same events as `/v1/events`, as JSON text frames."""
     state: AppState = ws.app.state.smsgw
-    key = await websocket_key(ws, state, api_key)
-    if key is None or not key.has_scope("read"):
-        await ws.close(code=4401 if key is None else 4403, reason="unauthorized")
-        return
-    repo = EventLogRepository(state.engine)
     try:
-        flt = parse_filter(types, route, key)
-        after = await start_position(repo, None, since)
+        key = await websocket_key(ws, state, api_key)
+        if key is None:
+            raise UNAUTHORIZED
+        enforce_rate_limit(state, key)
+        if not key.has_scope("read"):
+            raise forbidden_scope("read")
+        flt = parse_filter(types, route, key, state)
+        after = await start_position(EventLogRepository(state.engine), None, since)
+        sub = open_stream(state, key, flt)
     except Problem as exc:
-        await ws.close(code=4422, reason=(exc.detail or exc.title)[:120])
+        await refuse_websocket(ws, exc)
         return
+    await sub.start(after)  # live before the client is told it is connected
     await ws.accept()
     closed = asyncio.Event()
 
     async def watch() -> None:
-        # Client frames are ignored; reading them notices the close.
+        # Client frames are ignored (any size up to the server's cap); reading them
+        # notices the close.
         with contextlib.suppress(WebSocketDisconnect, RuntimeError):
             while True:
                 msg = await ws.receive()
@@ -222,7 +219,7 @@ async def websocket(
 
     watcher = asyncio.create_task(watch())
     try:
-        async for batch in EventStream(repo, flt, after).follow():
+        async for batch in sub.follow():
             if closed.is_set():
                 break
             for ev in batch:
@@ -230,6 +227,7 @@ async def websocket(
     except (WebSocketDisconnect, RuntimeError):
         pass
     finally:
+        sub.close()
         watcher.cancel()
         with contextlib.suppress(Exception):
             await ws.close()

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from smsgw_api.deps import ReadKey, StateDep
+from smsgw_api.deps import ReadKey, StateDep, route_allowed, visible_routes
 from smsgw_api.pagination import decode_cursor, encode_cursor, iso, time_range
 from smsgw_api.problems import Problem
 from smsgw_shared.store.repos.inbound import InboundFilter, InboundRepository
@@ -18,7 +18,7 @@ router = APIRouter(prefix="/v1/inbound", tags=["inbound"])
 
 def inbound_view(m: dict[str, Any]) -> dict[str, Any]:
     """The public JSON of a received message (the same fields as `message.received`)."""
-    return {
+    view = {
         "id": str(m["id"]),
         "from": m["sender"],
         "to": m["recipient"],
@@ -31,6 +31,9 @@ def inbound_view(m: dict[str, Any]) -> dict[str, Any]:
         "received_at": iso(m["received_at"]),
         "created_at": iso(m["created_at"]),
     }
+    if m.get("raw_hex") is not None:
+        view["raw_hex"] = m["raw_hex"]  # the original text, when characters were replaced
+    return view
 
 
 @router.get("", summary="Received SMS (newest first, cursor pagination)")
@@ -45,9 +48,17 @@ async def list_inbound(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: str | None = None,
 ) -> dict[str, Any]:
-    """Filter by sender, receiving number, route and time range."""
+    """Filter by sender, receiving number, route and time range (a route-limited key sees
+    only what its routes received)."""
     time_range(since, until)
-    flt = InboundFilter(sender=sender, recipient=recipient, route=route, since=since, until=until)
+    flt = InboundFilter(
+        sender=sender,
+        recipient=recipient,
+        route=route,
+        since=since,
+        until=until,
+        visible_routes=visible_routes(state, key),
+    )
     rows = await InboundRepository(state.engine).search(
         flt, limit + 1, decode_cursor(cursor) if cursor else None
     )
@@ -66,7 +77,7 @@ async def get_inbound(inbound_id: str, key: ReadKey, state: StateDep) -> dict[st
             404, "inbound_not_found", "No such message", f"{inbound_id!r} is not an id"
         ) from exc
     m = await InboundRepository(state.engine).get(mid)
-    if m is None:
+    if m is None or not route_allowed(state, key, m["route"]):
         raise Problem(
             404, "inbound_not_found", "No such message", f"no received message {inbound_id}"
         )

@@ -18,12 +18,15 @@ router = APIRouter(prefix="/v1/keys", tags=["keys"])
 
 @router.post("", status_code=201, summary="Create an API key (secret shown once)")
 async def create_key(body: KeyCreate, _: AdminKey, state: StateDep) -> JSONResponse:
-    """Create a key with scopes, allowed numbers and senders, and a rate limit."""
+    """Create a key with scopes, allowed numbers and senders, a rate limit and, for a
+    route-limited key, the routes it may send through and see."""
     bad_regex = body.regex_error()
     if bad_regex:
         raise Problem(422, "invalid_regex", "Invalid allowed_regex", bad_regex)
     try:
-        key, secret = await state.keys.create(**body.create_args())
+        key, secret = await state.keys.create(
+            **body.create_args(state.settings.api.new_key_rate_limit)
+        )
     except DuplicateKeyName as exc:
         raise Problem(409, "key_name_taken", "Key name taken", str(exc)) from exc
     return JSONResponse(key.public() | {"secret": secret}, status_code=201)

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
 
-from smsgw_api.deps import ReadKey, StateDep
+from smsgw_api.deps import StateDep, WebhooksKey, route_allowed
 from smsgw_api.pagination import decode_cursor, encode_cursor, iso
 from smsgw_api.problems import Problem
 from smsgw_shared.config import check_route
@@ -134,8 +134,25 @@ async def _owned(state: StateDep, key: ApiKey, webhook_id: str) -> dict[str, Any
     return w
 
 
+def _webhook_routes(state: StateDep, key: ApiKey, asked: list[str]) -> list[str]:
+    """The routes a subscription is filtered on: pools expanded to their members (what
+    the inbound service matches events against); a route-limited key's subscription is
+    always limited to its own routes (403 for a route outside them)."""
+    if key.routes:
+        outside = [r for r in asked if not route_allowed(state, key, r)]
+        if outside:
+            raise Problem(
+                403,
+                "route_not_allowed",
+                "Route not allowed",
+                f"this key may see only {', '.join(key.routes)}; not {', '.join(outside)}",
+            )
+        asked = asked or list(key.routes)
+    return list(state.router.visible_patterns(asked))
+
+
 @router.post("", status_code=201, summary="Subscribe to events")
-async def create(body: WebhookCreate, key: ReadKey, state: StateDep) -> JSONResponse:
+async def create(body: WebhookCreate, key: WebhooksKey, state: StateDep) -> JSONResponse:
     """Create a subscription; the answer carries its signing `secret`, shown only once."""
     try:
         await check_url(body.url, state.settings.webhooks.allow_private)
@@ -154,7 +171,7 @@ async def create(body: WebhookCreate, key: ReadKey, state: StateDep) -> JSONResp
     row, secret = await _repo(state).create(
         url=body.url,
         events=body.events,
-        routes=body.routes,
+        routes=_webhook_routes(state, key, body.routes),
         numbers=numbers,
         description=body.description,
         api_key_id=key.id,
@@ -163,27 +180,27 @@ async def create(body: WebhookCreate, key: ReadKey, state: StateDep) -> JSONResp
 
 
 @router.get("", summary="List subscriptions")
-async def list_webhooks(key: ReadKey, state: StateDep) -> dict[str, Any]:
+async def list_webhooks(key: WebhooksKey, state: StateDep) -> dict[str, Any]:
     """This key's subscriptions (every one for admin keys)."""
     rows = await _repo(state).list_active(None if "admin" in key.scopes else key.id)
     return {"data": [webhook_view(w) for w in rows]}
 
 
 @router.get("/{webhook_id}", summary="One subscription")
-async def get_webhook(webhook_id: str, key: ReadKey, state: StateDep) -> dict[str, Any]:
+async def get_webhook(webhook_id: str, key: WebhooksKey, state: StateDep) -> dict[str, Any]:
     """A subscription (without its secret)."""
     return webhook_view(await _owned(state, key, webhook_id))
 
 
 @router.delete("/{webhook_id}", status_code=204, summary="Delete a subscription")
-async def delete_webhook(webhook_id: str, key: ReadKey, state: StateDep) -> None:
+async def delete_webhook(webhook_id: str, key: WebhooksKey, state: StateDep) -> None:
     """Stop delivering; pending deliveries are given up, the delivery log is kept."""
     w = await _owned(state, key, webhook_id)
     await _repo(state).deactivate(w["id"])
 
 
 @router.post("/{webhook_id}/rotate", summary="Rotate the signing secret")
-async def rotate(webhook_id: str, key: ReadKey, state: StateDep) -> dict[str, Any]:
+async def rotate(webhook_id: str, key: WebhooksKey, state: StateDep) -> dict[str, Any]:
     """A new secret (shown once); the previous one keeps signing for 24 h or until the next
     rotation, so receivers can switch without losing a delivery."""
     w = await _owned(state, key, webhook_id)
@@ -197,7 +214,7 @@ async def rotate(webhook_id: str, key: ReadKey, state: StateDep) -> dict[str, An
 @router.get("/{webhook_id}/deliveries", summary="Deliveries and their attempts")
 async def deliveries(
     webhook_id: str,
-    key: ReadKey,
+    key: WebhooksKey,
     state: StateDep,
     status: Annotated[str | None, Query(pattern="^(pending|succeeded|dead)$")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -219,7 +236,7 @@ async def deliveries(
     summary="Deliver again",
 )
 async def redeliver(
-    webhook_id: str, delivery_id: str, key: ReadKey, state: StateDep
+    webhook_id: str, delivery_id: str, key: WebhooksKey, state: StateDep
 ) -> dict[str, Any]:
     """Make a delivery (succeeded, dead or still pending) due now."""
     w = await _owned(state, key, webhook_id)

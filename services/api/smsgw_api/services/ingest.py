@@ -16,13 +16,15 @@ from typing import Any
 
 from prometheus_client import Counter
 
+from smsgw_api.auth import RateLimiter
+from smsgw_api.deps import rate_problem
 from smsgw_api.problems import Problem
 from smsgw_api.services.pipeline import HOT_PATH_GRACE_S, GroupCommitter, JobDispatcher
 from smsgw_shared.amqp import Outgoing, Topology
 from smsgw_shared.config import Settings
 from smsgw_shared.ids import uuid7_strings
 from smsgw_shared.messages import SendJob
-from smsgw_shared.routing import Router, UnknownRouteError
+from smsgw_shared.routing import RouteNotAllowedError, Router, UnknownRouteError
 from smsgw_shared.sms import charsets
 from smsgw_shared.sms.errors import (
     InvalidNumberError,
@@ -235,11 +237,13 @@ class Ingestor:
         router: Router,
         committer: GroupCommitter,
         dispatcher: JobDispatcher,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self.settings = settings
         self.router = router
         self.committer = committer
         self.dispatcher = dispatcher
+        self.limiter = limiter or RateLimiter()
         self.topology = Topology(settings.namespace, settings.workers.retry_delays)
 
     def prepare_text(self, spec: SendSpec) -> tuple[str, str, int]:
@@ -311,9 +315,16 @@ class Ingestor:
             )
         if spec.route:
             try:
-                self.router.check(spec.route)
+                self.router.resolve("", spec.route, key.routes)
             except UnknownRouteError as exc:
                 raise Problem(422, "unknown_route", "Unknown route", str(exc)) from exc
+            except RouteNotAllowedError as exc:
+                raise Problem(403, "route_not_allowed", "Route not allowed", str(exc)) from exc
+        elif key.routes:
+            try:
+                self.router.resolve("", None, key.routes)
+            except RouteNotAllowedError as exc:
+                raise Problem(403, "route_not_allowed", "Route not allowed", str(exc)) from exc
         text, encoding, parts = self.prepare_text(spec)
         sender = self.check_sender(key, spec.sender)
         now = datetime.now(UTC)
@@ -379,11 +390,20 @@ class Ingestor:
                     {"to": m.to, "error": m.error, "code": m.error_code} for m in result.messages
                 ],
             )
+        self._charge(key, len(group.ids))
         await self._store(group, outgoing)
         counts = collections.Counter((m.route or "none", m.status) for m in result.messages)
         for (route, state), n in counts.items():
             ACCEPTED.labels(route, state).inc(n)
         return result
+
+    def _charge(self, key: ApiKey, recipients: int) -> None:
+        """The key's rate is in recipients a second, on every path that sends (REST,
+        compat, WebSockets): 429 when it is in debt, else the recipients are taken."""
+        rate = key.rate_limit or self.settings.api.rate_limit_default
+        wait = self.limiter.check(str(key.id), rate, recipients)
+        if wait > 0:
+            raise rate_problem(rate, wait)
 
     async def _store(self, group: NewMessages, outgoing: list[Outgoing]) -> None:
         """Commit; the jobs go to the dispatcher, or to the relay when the dispatcher has
@@ -433,5 +453,5 @@ class Ingestor:
                 error="this key may not send to this number",
                 error_code="number_not_allowed",
             )
-        route = self.router.resolve(number, spec.route)
+        route = self.router.resolve(number, spec.route, key.routes)
         return Outcome(number, "queued", parts, encoding, route=route)

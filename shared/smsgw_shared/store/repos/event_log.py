@@ -12,6 +12,8 @@ from sqlalchemy import ColumnElement, and_, case, false, func, or_, select, true
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from smsgw_shared.routing import route_matches
+from smsgw_shared.store.repos.route_sql import routes_condition
 from smsgw_shared.store.schema import event_log
 
 
@@ -28,6 +30,25 @@ class StreamFilter:
     routes: tuple[str, ...] = ()
     viewer_id: uuid.UUID | None = None
     admin: bool = True
+    # A route-limited viewer sees received messages of these routes/patterns only.
+    visible_routes: tuple[str, ...] | None = None
+
+    def matches(self, ev: LoggedEvent) -> bool:
+        """The filter in Python (`filter_condition` is the same rule in SQL): what the
+        shared tail of the event log hands each live subscriber."""
+        if self.types and not any(_type_matches(t, ev) for t in self.types):
+            return False
+        if self.routes and not any(route_matches(r, ev.route) for r in self.routes):
+            return False
+        if self.admin:
+            return True
+        if ev.type == "message.status":
+            return self.viewer_id is not None and ev.api_key_id == self.viewer_id
+        if ev.type != "message.received":
+            return False
+        return self.visible_routes is None or any(
+            route_matches(r, ev.route) for r in self.visible_routes
+        )
 
 
 @dataclass(frozen=True)
@@ -38,6 +59,16 @@ class LoggedEvent:
     event_id: str
     type: str
     payload: dict[str, Any] | None
+    route: str | None = None
+    api_key_id: uuid.UUID | None = None
+
+
+def _type_matches(t: str, ev: LoggedEvent) -> bool:
+    base, _, sub = t.partition(".status.")
+    if sub and base == "message":
+        data = (ev.payload or {}).get("data")
+        return ev.type == "message.status" and isinstance(data, dict) and data.get("status") == sub
+    return ev.type == t
 
 
 def _type_cond(t: str) -> ColumnElement[bool]:
@@ -50,26 +81,23 @@ def _type_cond(t: str) -> ColumnElement[bool]:
     return event_log.c.type == t
 
 
-def _route_cond(r: str) -> ColumnElement[bool]:
-    if r.endswith(":*"):
-        return event_log.c.route.startswith(r[:-1], autoescape=True)
-    return event_log.c.route == r
-
-
 def filter_condition(flt: StreamFilter) -> ColumnElement[bool]:
     """The SQL condition of a stream filter."""
     conds: list[ColumnElement[bool]] = []
     if flt.types:
         conds.append(or_(*[_type_cond(t) for t in flt.types]))
     if flt.routes:
-        conds.append(or_(*[_route_cond(r) for r in flt.routes]))
+        conds.append(routes_condition(event_log.c.route, flt.routes))
     if not flt.admin:
         own = (
             and_(event_log.c.type == "message.status", event_log.c.api_key_id == flt.viewer_id)
             if flt.viewer_id is not None
             else false()
         )
-        conds.append(or_(own, event_log.c.type == "message.received"))
+        received = event_log.c.type == "message.received"
+        if flt.visible_routes is not None:
+            received = and_(received, routes_condition(event_log.c.route, flt.visible_routes))
+        conds.append(or_(own, received))
     return and_(true(), *conds)
 
 
@@ -93,10 +121,10 @@ class EventLogRepository:
         return {r[0] for r in res}
 
     async def read_after(
-        self, after: int, flt: StreamFilter, limit: int = 500
+        self, after: int, flt: StreamFilter, limit: int = 500, until: int | None = None
     ) -> list[LoggedEvent]:
-        """Every event with id > `after` in id order (so the caller sees gaps), with the
-        payload only for those the filter lets through."""
+        """Every event with `after` < id (<= `until`) in id order (so the caller sees
+        gaps), with the payload only for those the filter lets through."""
         stmt = (
             select(
                 event_log.c.id,
@@ -108,9 +136,33 @@ class EventLogRepository:
             .order_by(event_log.c.id)
             .limit(limit)
         )
+        if until is not None:
+            stmt = stmt.where(event_log.c.id <= until)
         async with self.engine.connect() as conn:
             return [
                 LoggedEvent(r.id, r.event_id, r.type, r.payload) for r in await conn.execute(stmt)
+            ]
+
+    async def read_all_after(self, after: int, limit: int = 1000) -> list[LoggedEvent]:
+        """Every event with id > `after` in id order, whole (the shared tail filters each
+        subscriber's share in Python with `StreamFilter.matches`)."""
+        stmt = (
+            select(
+                event_log.c.id,
+                event_log.c.event_id,
+                event_log.c.type,
+                event_log.c.payload,
+                event_log.c.route,
+                event_log.c.api_key_id,
+            )
+            .where(event_log.c.id > after)
+            .order_by(event_log.c.id)
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            return [
+                LoggedEvent(r.id, r.event_id, r.type, r.payload, r.route, r.api_key_id)
+                for r in await conn.execute(stmt)
             ]
 
     async def last_id(self) -> int:

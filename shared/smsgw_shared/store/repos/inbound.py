@@ -13,6 +13,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from smsgw_shared.store.repos.projection import lock_id
+from smsgw_shared.store.repos.route_sql import routes_condition
 from smsgw_shared.store.schema import inbound_messages, inbound_parts
 
 GROUP_COLUMNS = ("route", "sender", "recipient", "ref_bits", "ref", "total")
@@ -66,6 +67,8 @@ class InboundFilter:
     route: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    # A route-limited key sees only these routes and patterns (`modem:*`); None: every one.
+    visible_routes: tuple[str, ...] | None = None
 
 
 class InboundRepository:
@@ -201,6 +204,8 @@ class InboundRepository:
             conds.append(m.c.recipient == flt.recipient)
         if flt.route:
             conds.append(m.c.route == flt.route)
+        if flt.visible_routes is not None:
+            conds.append(routes_condition(m.c.route, flt.visible_routes))
         if flt.since:
             conds.append(m.c.created_at >= flt.since)
         if flt.until:

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from smsgw_shared.store.schema import api_keys
 
-SCOPES = ("send", "read", "admin")
+SCOPES = ("send", "read", "admin", "modems", "webhooks")
 SECRET_PREFIX = "sgw_"
 
 
@@ -51,12 +51,17 @@ class ApiKey:
     allowed_regex: str | None = None
     allowed_senders: tuple[str, ...] = ()
     rate_limit: float = 0.0
+    routes: tuple[str, ...] = ()  # empty: every route; else the only routes it may use and see
     created_at: datetime | None = None
     revoked_at: datetime | None = None
     secret_hash: str = field(default="", repr=False)
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.scopes or "admin" in self.scopes
+
+    @property
+    def is_admin(self) -> bool:
+        return "admin" in self.scopes
 
     def public(self) -> dict[str, object]:
         return {
@@ -68,6 +73,7 @@ class ApiKey:
             "allowed_regex": self.allowed_regex,
             "allowed_senders": list(self.allowed_senders),
             "rate_limit": self.rate_limit,
+            "routes": list(self.routes),
             "created_at": self.created_at.isoformat() if self.created_at else None,
             "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
         }
@@ -88,6 +94,7 @@ def _row_to_key(row: object) -> ApiKey:
         allowed_regex=m["allowed_regex"],
         allowed_senders=tuple(m["allowed_senders"] or ()),
         rate_limit=m["rate_limit"],
+        routes=tuple(m["routes"] or ()),
         created_at=m["created_at"],
         revoked_at=m["revoked_at"],
         secret_hash=m["secret_hash"],
@@ -110,6 +117,7 @@ class KeyRepository:
         allowed_regex: str | None = None,
         allowed_senders: list[str] | None = None,
         rate_limit: float = 0.0,
+        routes: list[str] | None = None,
     ) -> tuple[ApiKey, str]:
         """Create a key; returns it and its secret (shown once)."""
         secret = secret or new_secret()
@@ -123,6 +131,7 @@ class KeyRepository:
             "allowed_regex": allowed_regex,
             "allowed_senders": allowed_senders or [],
             "rate_limit": rate_limit,
+            "routes": list(dict.fromkeys(routes or [])),
         }
         stmt = insert(api_keys).values(**values).on_conflict_do_nothing().returning(*api_keys.c)
         async with self.engine.begin() as conn:
@@ -173,7 +182,10 @@ class KeyRepository:
 
     async def by_secret(self, secret: str) -> ApiKey | None:
         """The active key with this secret, if any."""
-        h = hash_secret(secret)
+        return await self.by_hash(hash_secret(secret))
+
+    async def by_hash(self, h: str) -> ApiKey | None:
+        """The active key whose secret hashes to `h`, if any."""
         async with self.engine.connect() as conn:
             row = (
                 await conn.execute(
