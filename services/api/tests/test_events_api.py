@@ -71,9 +71,14 @@ def received(text: str, route: str = "modem:m1") -> LogEvent:
 
 
 async def read_sse(
-    base: str, headers: dict[str, str], n: int, query: str = ""
+    base: str,
+    headers: dict[str, str],
+    n: int,
+    query: str = "",
+    live: asyncio.Event | None = None,
 ) -> list[dict[str, Any]]:
-    """The first `n` events of an SSE stream."""
+    """The first `n` events of an SSE stream; `live` is set on its `retry:` preamble, which
+    the server sends once the stream has its place (nothing visible after it is missed)."""
     out: list[dict[str, Any]] = []
     async with (
         httpx.AsyncClient(base_url=f"http://{base}", timeout=10) as client,
@@ -83,7 +88,9 @@ async def read_sse(
         assert resp.headers["content-type"].startswith("text/event-stream")
         frame: dict[str, Any] = {}
         async for line in resp.aiter_lines():
-            if line.startswith("id: "):
+            if line.startswith("retry: ") and live is not None:
+                live.set()
+            elif line.startswith("id: "):
                 frame["id"] = line[4:]
             elif line.startswith("event: "):
                 frame["event"] = line[7:]
@@ -106,8 +113,9 @@ async def base(api_settings: Settings, amqp: AmqpConnection) -> AsyncIterator[st
 async def test_sse_live_and_resume(base: str, api_settings: Settings) -> None:
     headers = {"Authorization": f"Bearer {api_settings.bootstrap_api_key}"}
     tag = uuid.uuid4().hex
-    reader = asyncio.create_task(read_sse(base, headers, 3, "?types=message.status"))
-    await asyncio.sleep(0.5)  # connected: from now on
+    live = asyncio.Event()
+    reader = asyncio.create_task(read_sse(base, headers, 3, "?types=message.status", live))
+    await asyncio.wait_for(live.wait(), 10)  # from now on, every event reaches the reader
     await emit(
         api_settings,
         status(tag, "sent"),
@@ -150,7 +158,7 @@ async def test_websocket_filters_and_visibility(base: str, api_settings: Setting
         ) as admin_ws,
         websockets.connect(f"ws://{base}/v1/ws?api_key={key['secret']}") as user_ws,
     ):
-        await asyncio.sleep(0.5)
+        # Connected means live: the server takes the stream's place before it accepts.
         await emit(
             api_settings,
             status("+1", "sent", route="smpp:b1"),  # route filtered out for admin_ws
