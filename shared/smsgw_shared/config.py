@@ -197,8 +197,15 @@ class WebhooksConfig(_Section):
         ]
     )
     concurrency_per_endpoint: int = Field(8, ge=1)
+    # Deliveries in flight to one host (every URL on it, whatever the port) and in all, per
+    # inbound process: many subscriptions or status_callback URLs on one host are no more
+    # than this many requests to it at once.
+    concurrency_per_host: int = Field(16, ge=1)
+    concurrency_total: int = Field(128, ge=1)
     max_body_bytes: int = Field(65536, ge=1024)
-    callback_secret: str | None = None  # whsec_…: signs per-message status_callback calls
+    # whsec_…: signs the status_callback calls of messages stored without an API key (the
+    # sending key signs the others, docs/webhooks.md); none: those are unsigned.
+    callback_secret: str | None = None
     poll_interval: float = Field(0.2, gt=0)  # how often the dispatcher looks for due deliveries
     previous_secret_ttl: float = Field(86400.0, ge=0)  # old secret still signs after a rotate
 

@@ -6,6 +6,13 @@
   whose queue is full is left out of the next claim, which goes URL by URL (an index per
   URL), so its backlog is not even read. A slow or dead endpoint therefore only ever
   occupies its own slots and never delays the others.
+- So has each host (all its URLs: many subscriptions or status callbacks on one host are
+  one target), and the process as a whole (`webhooks.concurrency_per_host`,
+  `concurrency_total`): a delivery takes a slot of its endpoint, then of its host, then a
+  global one. A host whose queue is full is left out of the claim too, and the claim takes
+  no more than the global queue has room for.
+- Endpoints and hosts with nothing in hand are forgotten at once (status callbacks make
+  one endpoint per URL: the map would otherwise grow with every URL ever called).
 - A failed attempt (timeout, connection error, non-2xx, redirect) is retried after the next
   delay of `webhooks.retry_schedule` (±20 % jitter); after the last one the delivery is
   `dead`. Every attempt is recorded (batched writes).
@@ -19,7 +26,6 @@ import random
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -28,8 +34,13 @@ from smsgw_inbound.signing import headers
 from smsgw_inbound.store_retry import is_transient
 from smsgw_shared.config import WebhooksConfig
 from smsgw_shared.messages import utcnow
-from smsgw_shared.store.repos.webhooks import AttemptResult, ClaimedDelivery, WebhookRepository
-from smsgw_shared.urlguard import GuardedResolver, UrlRefused, is_public, literal_address
+from smsgw_shared.store.repos.webhooks import (
+    AttemptResult,
+    ClaimedDelivery,
+    WebhookRepository,
+    host_key,
+)
+from smsgw_shared.urlguard import GuardedResolver, UrlRefused, check_target
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +52,7 @@ RESPONSE_READ_LIMIT = 65536
 
 @dataclass
 class Endpoint:
-    """Local state of one URL."""
+    """Local state of one URL or host: its slots and what is claimed for it."""
 
     slots: asyncio.Semaphore
     queued: int = 0  # claimed, not finished
@@ -53,21 +64,35 @@ class Dispatcher:
 
     repo: WebhookRepository
     cfg: WebhooksConfig
-    endpoints: dict[str, Endpoint] = field(default_factory=dict)
+    endpoints: dict[str, Endpoint] = field(default_factory=dict)  # by URL
+    hosts: dict[str, Endpoint] = field(default_factory=dict)  # by host_key(URL)
+    queued: int = 0  # claimed, not finished, in all
     _results: list[AttemptResult] = field(default_factory=list)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _flushed: asyncio.Event = field(default_factory=asyncio.Event)
     _room: asyncio.Event = field(default_factory=asyncio.Event)
     _session: aiohttp.ClientSession | None = None
+    _all: asyncio.Semaphore | None = None
 
     @property
     def queue_limit(self) -> int:
         return self.cfg.concurrency_per_endpoint * QUEUE_PER_SLOT
 
     @property
+    def host_queue_limit(self) -> int:
+        return self.cfg.concurrency_per_host * QUEUE_PER_SLOT
+
+    @property
+    def total_queue_limit(self) -> int:
+        return self.cfg.concurrency_total * QUEUE_PER_SLOT
+
+    @property
     def lease(self) -> float:
-        """How long a claim is ours: long enough for the whole local queue to drain."""
-        return self.cfg.timeout * (QUEUE_PER_SLOT + 1) + 30.0
+        """How long a claim is ours: long enough for the local queues to drain. Each queue
+        holds QUEUE_PER_SLOT attempts per slot; a delivery may wait its turn at its
+        endpoint, its host and the global slots, hence the factor 3 (a lease that runs out
+        only means the delivery may be made twice: deliveries are at-least-once)."""
+        return self.cfg.timeout * (3 * QUEUE_PER_SLOT + 1) + 30.0
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until `stop` is set, then finish attempts in hand and record them."""
@@ -106,10 +131,20 @@ class Dispatcher:
             await self._session.close()
 
     async def _claim(self) -> list[ClaimedDelivery]:
+        total_room = self.total_queue_limit - self.queued
+        if total_room <= 0:
+            return []
         room = {u: self.queue_limit - ep.queued for u, ep in self.endpoints.items()}
+        host_room = {h: self.host_queue_limit - hs.queued for h, hs in self.hosts.items()}
         try:
             claimed = await self.repo.claim(
-                CLAIM_LIMIT, room, self.queue_limit, self.lease, self.cfg.previous_secret_ttl
+                min(CLAIM_LIMIT, total_room),
+                room,
+                self.queue_limit,
+                self.lease,
+                self.cfg.previous_secret_ttl,
+                host_room,
+                self.host_queue_limit,
             )
         except Exception as exc:
             if not is_transient(exc):
@@ -117,27 +152,54 @@ class Dispatcher:
             else:
                 log.warning("claiming webhook deliveries failed: %r", exc)
             return []
+        if self._all is None:
+            self._all = asyncio.Semaphore(self.cfg.concurrency_total)
         for d in claimed:
             ep = self.endpoints.get(d.url)
             if ep is None:
                 ep = self.endpoints[d.url] = Endpoint(
                     asyncio.Semaphore(self.cfg.concurrency_per_endpoint)
                 )
+            host = self.hosts.get(hk := host_key(d.url))
+            if host is None:
+                host = self.hosts[hk] = Endpoint(asyncio.Semaphore(self.cfg.concurrency_per_host))
             ep.queued += 1
-            task = asyncio.create_task(self._deliver(ep, d))
+            host.queued += 1
+            self.queued += 1
+            task = asyncio.create_task(self._deliver(ep, host, self._all, d))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         return claimed
 
-    async def _deliver(self, ep: Endpoint, d: ClaimedDelivery) -> None:
+    async def _deliver(
+        self, ep: Endpoint, host: Endpoint, every: asyncio.Semaphore, d: ClaimedDelivery
+    ) -> None:
+        # Always in this order (endpoint, host, global), so no two deliveries wait on each
+        # other; the global slot is held only for the attempt itself.
         try:
-            async with ep.slots:
+            async with ep.slots, host.slots, every:
                 result = await self.attempt(d)
         finally:
-            ep.queued -= 1
-            if ep.queued == self.queue_limit // 2:
-                self._room.set()
+            self._finished(d.url, ep, host)
         self._results.append(result)
+
+    def _finished(self, url: str, ep: Endpoint, host: Endpoint) -> None:
+        """Count a delivery out; forget an endpoint or host with nothing left in hand (no
+        task holds or waits on its slots then); wake the claim when a queue half-drains."""
+        ep.queued -= 1
+        host.queued -= 1
+        self.queued -= 1
+        if ep.queued == 0 and self.endpoints.get(url) is ep:
+            del self.endpoints[url]
+        hk = host_key(url)
+        if host.queued == 0 and self.hosts.get(hk) is host:
+            del self.hosts[hk]
+        if (
+            ep.queued == self.queue_limit // 2
+            or host.queued == self.host_queue_limit // 2
+            or self.queued == self.total_queue_limit // 2
+        ):
+            self._room.set()
 
     async def attempt(self, d: ClaimedDelivery) -> AttemptResult:
         """One HTTP attempt of a delivery, and what to do next."""
@@ -152,10 +214,7 @@ class Dispatcher:
         error: str | None = None
         refused = False
         try:
-            host = urlsplit(d.url).hostname or ""
-            literal = literal_address(host)
-            if literal is not None and not self.cfg.allow_private and not is_public(str(literal)):
-                raise UrlRefused(f"the URL points to a non-public address ({literal})")
+            check_target(d.url, self.cfg.allow_private)  # syntax; IP literals skip the resolver
             async with self._session.post(
                 d.url,
                 data=body,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 import secrets as _secrets
 import uuid
 from collections.abc import Mapping, Sequence
@@ -11,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     Integer,
     Uuid,
     and_,
@@ -39,6 +41,18 @@ from smsgw_shared.store.schema import (
 )
 
 SECRET_PREFIX = "whsec_"
+
+# The host of a URL (bracketed for IPv6), without userinfo or port: the same pattern in
+# PostgreSQL (ARE) and Python, so the claim and the dispatcher count a host's deliveries
+# alike.
+HOST_PATTERN = r"^[^:/?#]*://(?:[^/?#]*@)?(\[[^/?#]*\]|[^:/?#]*)"
+_HOST_RE = re.compile(HOST_PATTERN)
+
+
+def host_key(url: str) -> str:
+    """The host whose deliveries share `webhooks.concurrency_per_host` (lower case)."""
+    m = _HOST_RE.match(url)
+    return m.group(1).lower() if m else ""
 
 
 def new_webhook_secret() -> str:
@@ -272,10 +286,14 @@ class WebhookRepository:
         default_room: int,
         lease: float,
         previous_secret_ttl: float,
+        host_room: Mapping[str, int] | None = None,
+        default_host_room: int | None = None,
     ) -> list[ClaimedDelivery]:
         """Take due deliveries, oldest first (SKIP LOCKED: several dispatchers may run), at
         most `room[url]` (else `default_room`) per URL and none for URLs without room, pushing
         their next attempt `lease` seconds ahead so a crashed dispatcher's work comes back.
+        With `default_host_room`, also at most `host_room[host]` (else that) per host
+        (`host_key`) in all, and none for hosts without room.
 
         Claimed per URL, so a dead endpoint's backlog is never walked through for the others:
         a skip scan over `ix_deliveries_url_due` lists the URLs with pending deliveries (the
@@ -295,14 +313,22 @@ class WebhookRepository:
         # Room per URL as a JSON object (one binary search per URL, however many endpoints
         # the dispatcher knows); URLs at the default are left out.
         own = {u: n for u, n in room.items() if n != default_room}
-        n = func.coalesce(
+        n: ColumnElement[Any] = func.coalesce(
             bindparam(None, own, type_=JSONB)[urls.c.url].astext.cast(Integer), default_room
         )
-        todo = (
-            select(urls.c.url, func.least(n, limit).label("n"))
-            .where(urls.c.url.is_not(None), n > 0)
-            .cte("todo")
-        )
+        n = func.least(n, limit)
+        conds = [urls.c.url.is_not(None), n > 0]
+        if default_host_room is not None:
+            # A host's URLs each get at most the host's room (a full host: none, so its
+            # many URLs never fill the claim); the host's total is cut to its room below.
+            hosts = {h: k for h, k in (host_room or {}).items() if k != default_host_room}
+            host = func.lower(func.substring(urls.c.url, bindparam(None, HOST_PATTERN)))
+            hn = func.coalesce(
+                bindparam(None, hosts, type_=JSONB)[host].astext.cast(Integer), default_host_room
+            )
+            n = func.least(n, hn)
+            conds.append(hn > 0)
+        todo = select(urls.c.url, n.label("n")).where(*conds).cte("todo")
         # `url = todo.url AND next_attempt_at <= now()`, written as a range of (url,
         # next_attempt_at) that only ix_deliveries_url_due serves: given `url = ...` the
         # planner may rather walk ix_deliveries_due (every URL's due rows in time order)
@@ -334,9 +360,17 @@ class WebhookRepository:
         )
         async with self.engine.begin() as conn:
             left = dict(room)
+            host_left = dict(host_room or {})
             rows = []
             for r in await conn.execute(stmt):
                 n_left = left.get(r.url, default_room)
+                if default_host_room is not None:
+                    h = host_key(r.url)
+                    h_left = host_left.get(h, default_host_room)
+                    if h_left <= 0:
+                        continue  # not leased: due again for the next claim
+                    if n_left > 0:
+                        host_left[h] = h_left - 1
                 if n_left > 0:
                     rows.append(r)
                     left[r.url] = n_left - 1
