@@ -21,21 +21,16 @@ def cmd_api(args: argparse.Namespace) -> None:
     import uvicorn
 
     from smsgw_api.app import create_app
+    from smsgw_api.server import uvicorn_options
     from smsgw_shared.observability import setup_logging
 
     s = _settings(args)
     setup_logging("api", s.log_level, s.log_format)
     host = args.host or s.api.host
     port = args.port if args.port is not None else s.api.port
+    options = uvicorn_options(s)  # header and WebSocket message caps, logging
     if s.api.workers == 1:
-        uvicorn.run(
-            create_app(s),
-            host=host,
-            port=port,
-            log_config=None,
-            access_log=False,
-            timeout_graceful_shutdown=10,
-        )
+        uvicorn.run(create_app(s), host=host, port=port, **options)
         return
     # Several processes: each builds the app from SMSGW_CONFIG + env; metrics are merged
     # through prometheus_client's multiprocess directory.
@@ -50,9 +45,7 @@ def cmd_api(args: argparse.Namespace) -> None:
         workers=s.api.workers,
         host=host,
         port=port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=10,
+        **options,
     )
 
 

@@ -149,6 +149,8 @@ class ApiConfig(_Section):
     workers: int = Field(1, ge=1, le=64)  # API processes (metrics merged across them)
     max_recipients: int = Field(1000, ge=1)
     max_body_bytes: int = Field(1_048_576, ge=1024)
+    max_header_bytes: int = Field(16_384, ge=1024)  # request line + headers (else 431)
+    max_ws_message_bytes: int = Field(65_536, ge=1024)  # one WebSocket message (else 1009)
     max_parts: int = Field(10, ge=1, le=255)
     default_region: str = "RU"
     idempotency_ttl: float = Field(86400.0, gt=0)

@@ -1,0 +1,92 @@
+"""How uvicorn serves the API: the request header and WebSocket message size caps.
+
+uvicorn's `h11_max_incomplete_event_size` caps the request line and headers only with the
+h11 parser; with httptools (installed, and uvicorn's choice when it is) nothing caps them:
+httptools keeps a header value however long it grows. `CappedHttpToolsProtocol` counts the
+bytes fed to the parser until the headers are complete and answers `431` beyond the cap.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from smsgw_api.problems import PROBLEM_JSON, Problem
+from smsgw_shared.config import Settings
+
+DEFAULT_MAX_HEADER_BYTES = 16 * 1024  # h11's own default
+
+
+def _too_large(limit: int) -> bytes:
+    problem = Problem(
+        431,
+        "headers_too_large",
+        "Request header fields too large",
+        f"the request line and headers are limited to {limit} bytes",
+    )
+    body = json.dumps(problem.body()).encode()
+    head = (
+        "HTTP/1.1 431 Request Header Fields Too Large\r\n"
+        f"content-type: {PROBLEM_JSON}\r\n"
+        f"content-length: {len(body)}\r\n"
+        "connection: close\r\n\r\n"
+    )
+    return head.encode("latin-1") + body
+
+
+class CappedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, refusing a request whose line and headers exceed
+    `h11_max_incomplete_event_size` bytes (431, then the connection is closed)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._header_limit = self.config.h11_max_incomplete_event_size or DEFAULT_MAX_HEADER_BYTES
+        self._header_bytes = 0
+        self._in_headers = True
+        self._completed = 0  # messages completed on this connection
+
+    def on_headers_complete(self) -> None:
+        self._in_headers = False
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._in_headers = True
+        self._header_bytes = 0
+        self._completed += 1
+
+    def data_received(self, data: bytes) -> None:
+        if not self._in_headers:
+            super().data_received(data)
+            return
+        room = self._header_limit - self._header_bytes
+        if len(data) <= room:
+            self._header_bytes += len(data)
+            super().data_received(data)
+            return
+        # The part that may still be headers, then the rest if the headers ended in it.
+        self._header_bytes = self._header_limit
+        completed = self._completed
+        super().data_received(data[:room])
+        if self.transport.is_closing() or self.transport.get_protocol() is not self:
+            return  # refused, or upgraded to a WebSocket
+        if self._in_headers and self._completed == completed:
+            self.transport.write(_too_large(self._header_limit))
+            self.transport.close()
+            return
+        self.data_received(data[room:])
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """The keyword arguments `uvicorn.run` gets for these settings (beyond host and port)."""
+    api = settings.api
+    return {
+        "http": CappedHttpToolsProtocol,
+        "h11_max_incomplete_event_size": api.max_header_bytes,
+        "ws_max_size": api.max_ws_message_bytes,
+        "log_config": None,
+        "access_log": False,
+        "timeout_graceful_shutdown": 10,
+    }
