@@ -38,14 +38,20 @@ def _reject_characters(raw: str, text: str) -> None:
             raise InvalidNumberError(raw, f"unexpected character {char!r}")
 
 
-@functools.lru_cache(maxsize=50_000)
+_MAX_RAW_LENGTH = 64  # '+7 (916) 000-12-34' is 18 characters: 64 is no number a person types
+
+
 def normalize_number(raw: str, default_region: str | None = "RU") -> str:
     """E.164 from '8 (920) 304-86-06', '+7…', '7…' or '00…' forms; else InvalidNumberError.
 
     Numbers are parsed and validated as phonenumbers does it, by `numparse` (~20-45 µs a
     number); the same numbers come back all the time (campaign lists, retries, OTPs), so
-    valid ones are remembered (about 10 MB when full; invalid ones are not: the error is
-    raised again each time)."""
+    the answer for each cleaned number (at most 17 characters) is remembered (about 10 MB
+    when full). The cache is keyed on the cleaned form, never on the raw text: a number
+    padded with a megabyte of spaces would otherwise be kept as a megabyte-long key."""
+    if len(raw) > _MAX_RAW_LENGTH:
+        shown = raw[:20] + "…"
+        raise InvalidNumberError(shown, f"too long ({len(raw)} characters, at most 64)")
     text = raw.strip()
     if not text:
         raise InvalidNumberError(raw, "empty")
@@ -62,18 +68,24 @@ def normalize_number(raw: str, default_region: str | None = "RU") -> str:
         raise InvalidNumberError(raw, f"too long (E.164 allows {_MAX_E164_DIGITS} digits)")
     if len(digits) < 3:
         raise InvalidNumberError(raw, "too short")
-    if candidate.startswith("+"):
-        number = e164(candidate, None)
-    else:
-        if default_region is None:
-            raise InvalidNumberError(raw, "no country code and no default region")
-        # '8920…' and '7920…' both parse in RU; a '+7 70x' number comes out as KZ, not forced RU.
-        number = e164(candidate, default_region)
-        if number is None and len(candidate) > 10:
-            number = e164("+" + candidate, None)  # an international number missing its '+'
+    if not candidate.startswith("+") and default_region is None:
+        raise InvalidNumberError(raw, "no country code and no default region")
+    number = _e164(candidate, default_region)
     if number is None:
         where = f" for region {default_region}" if not candidate.startswith("+") else ""
         raise InvalidNumberError(raw, f"not a valid phone number{where}")
+    return number
+
+
+@functools.lru_cache(maxsize=50_000)
+def _e164(candidate: str, default_region: str | None) -> str | None:
+    """The E.164 form of a cleaned number ('+' and digits, or digits of the region)."""
+    if candidate.startswith("+"):
+        return e164(candidate, None)
+    # '8920…' and '7920…' both parse in RU; a '+7 70x' number comes out as KZ, not forced RU.
+    number = e164(candidate, default_region)
+    if number is None and len(candidate) > 10:
+        number = e164("+" + candidate, None)  # an international number missing its '+'
     return number
 
 

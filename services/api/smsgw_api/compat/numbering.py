@@ -9,6 +9,7 @@ Other countries use libphonenumber's carrier data (operator only).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import phonenumbers
@@ -51,8 +52,10 @@ class NumberInfo:
     mnc: str = ""
 
 
+@functools.lru_cache(maxsize=10_000)
 def lookup(e164: str) -> NumberInfo:
-    """Numbering-plan facts for an E.164 number (`+79160001234`)."""
+    """Numbering-plan facts for an E.164 number (`+79160001234`), remembered: callers pass
+    normalised numbers only (16 characters at most), phonenumbers takes ~100 µs a number."""
     try:
         number = phonenumbers.parse(e164 if e164.startswith("+") else "+" + e164, None)
     except phonenumbers.NumberParseException:

@@ -1,8 +1,9 @@
 """SMSSender (seed 000): `GET /?c=send_sms|get_balance&access-token=…&params={json}`.
 
-Answers as SMSSender does: `200 {"response": "success", "code": 200}`, `500 {"error", "code"}`
-with its numeric codes, `401 {"error": "Authenticate error"}`. Like the original, `send_sms`
-answers once the modem has sent the message (or failed: code 33).
+Answers as SMSSender does: `200 {"response": "success", "code": 200}`, `{"error", "code"}`
+with its numeric codes (400 for the request's mistakes, 500 for the modem's: see
+SERVER_CODES), `401 {"error": "Authenticate error"}`. Like the original, `send_sms` answers
+once the modem has sent the message (or failed: code 33).
 """
 
 from __future__ import annotations
@@ -44,13 +45,20 @@ MESSAGES = {
 }
 
 
+# The seed answered every error with HTTP 500. A request's own mistakes are 400 here (a
+# client or proxy that retries 5xx would repeat them forever); the modem's failure (33)
+# stays 500 as the seed's. The body, with its numeric code, is the seed's either way.
+SERVER_CODES = frozenset({33})
+
+
 class SenderError(Exception):
-    """One of SMSSender's numbered errors (HTTP 500)."""
+    """One of SMSSender's numbered errors (HTTP 400, or 500 for the modem's)."""
 
     def __init__(self, code: int, detail: str | None = None) -> None:
         super().__init__(detail or MESSAGES[code])
         self.code = code
         self.detail = detail or MESSAGES[code]
+        self.status = 500 if code in SERVER_CODES else 400
 
 
 def _error(code: int | None, text: str, status: int = 500) -> JSONResponse:
@@ -65,7 +73,7 @@ def _payload(raw: str | None) -> dict[str, Any]:
         raise SenderError(32)
     try:
         data = json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # deep nesting: RecursionError
         raise SenderError(32, "payload is required (params is not valid JSON)") from exc
     if not isinstance(data, dict):
         raise SenderError(32, "payload is required (params must be a JSON object)")
@@ -168,5 +176,5 @@ async def smssender(request: Request, state: StateDep) -> JSONResponse:
             raw = query.get("params")
             return await _balance(state, _payload(raw) if raw else {})
     except SenderError as exc:
-        return _error(exc.code, exc.detail)
-    return _error(None, f"SmsHandler instance has no attribute '{command}'")
+        return _error(exc.code, exc.detail, exc.status)
+    return _error(None, f"SmsHandler instance has no attribute '{command}'", 400)

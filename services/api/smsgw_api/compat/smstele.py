@@ -254,6 +254,9 @@ async def _sendsms(state: AppState, params: dict[str, str]) -> dict[str, Any]:
     if _flag(params, "viber"):
         raise TeleError(NYI, "Not implemented: 'viber=1'")
     phones = _phones(params)
+    limit = state.settings.api.max_recipients
+    if len(phones) > limit:  # before any per-number work (hlr=1 too)
+        raise TeleError(NOMEMORY, f"Too many phones: {len(phones)}, the limit is {limit}")
     cid = cid or uuid.uuid4().hex
     if _flag(params, "hlr"):
         return _hlr(state, cid, phones)

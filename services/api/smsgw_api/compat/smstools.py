@@ -84,12 +84,18 @@ def _check(body: Any) -> tuple[list[str], str]:
 async def _send(state: AppState, key: ApiKey, mobiles: list[str], text: str) -> JSONResponse:
     if not key.has_scope("send"):
         raise SmstoolsError(403, "Forbidden")
+    # Before any per-number work: a 1 MB body holds ~70,000 numbers.
+    limit = state.settings.api.max_recipients
+    if len(mobiles) > limit:
+        raise SmstoolsError(400, f"Too many mobiles: {len(mobiles)}, the limit is {limit}")
     result: dict[str, Any] = {"message_id": {}}
     valid: list[str] = []
+    seen: set[str] = set()
     for mobile in mobiles:
         if not (mobile.isascii() and mobile.isdigit()):
             result[mobile] = "Not valid"  # the seed puts this beside message_id, not in it
-        elif mobile not in valid:
+        elif mobile not in seen:
+            seen.add(mobile)
             valid.append(mobile)
     ids: dict[str, str] = result["message_id"]
     parts = 1
@@ -126,7 +132,7 @@ async def outgoing_post(request: Request, state: StateDep) -> JSONResponse:
         key = await basic_key(request, state)
         try:
             body = json.loads(await request.body())
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # deep nesting: RecursionError
             raise SmstoolsError(400, "Request error") from exc
         return await _send(state, key, *_check(body))
     except SmstoolsError as exc:
