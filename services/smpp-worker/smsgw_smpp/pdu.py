@@ -163,10 +163,11 @@ class Pdu:
 
     @property
     def name(self) -> str:
-        """The command name, e.g. `submit_sm_resp`."""
-        base = COMMAND_NAMES.get(self.command_id & ~RESP, f"0x{self.command_id:08x}")
+        """The command name, e.g. `submit_sm_resp`; `generic_nack` has the response bit set
+        and no request of its own (§5.1.2.1)."""
         if self.command_id == GENERIC_NACK:
-            return base
+            return COMMAND_NAMES[GENERIC_NACK]
+        base = COMMAND_NAMES.get(self.command_id & ~RESP, f"0x{self.command_id:08x}")
         return base + "_resp" if self.command_id & RESP else base
 
     @property
