@@ -8,13 +8,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from aiohttp import web
-from sqlalchemy import insert
+from sqlalchemy import event, insert, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from smsgw_inbound.dispatcher import Dispatcher
@@ -229,3 +230,52 @@ async def test_idle_endpoints_evicted(
             await wait_for(all_delivered, timeout=30)
             await wait_for(lambda: _true(not d.endpoints and not d.hosts), timeout=5)
             assert seen > 1  # there was per-endpoint state while delivering
+
+
+def _rows_read(plan: dict[str, Any]) -> Iterator[int]:
+    """Rows of webhook_deliveries each scan of an EXPLAIN ANALYZE plan returned or dropped."""
+    if plan.get("Relation Name") == "webhook_deliveries":
+        dropped = plan.get("Rows Removed by Filter", 0) + plan.get(
+            "Rows Removed by Index Recheck", 0
+        )
+        yield (plan["Actual Rows"] + dropped) * plan["Actual Loops"]
+    for sub in plan.get("Plans", ()):
+        yield from _rows_read(sub)
+
+
+async def test_claim_never_reads_a_full_hosts_backlog(
+    engine: AsyncEngine, repo: WebhookRepository
+) -> None:
+    """A full host with 3,000 due deliveries on 30 URLs (sorting before a healthy host's):
+    the claim's statement, run again under EXPLAIN ANALYZE, reads the healthy host's rows
+    and one index probe per URL, none of the full host's backlog."""
+    base = utcnow() - timedelta(hours=1)
+    rows = [
+        _row(f"http://a-full.invalid/cb?m={i:02}", base + timedelta(milliseconds=j))
+        for i in range(30)
+        for j in range(100)
+    ]
+    rows += [_row("http://b-ok.invalid/hook", base + timedelta(seconds=j)) for j in range(300)]
+    async with engine.begin() as conn:
+        await conn.execute(insert(webhook_deliveries), rows)
+    async with engine.connect() as conn:
+        autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        await autocommit.execute(text("VACUUM ANALYZE webhook_deliveries"))
+    captured: list[tuple[str, Any]] = []
+
+    def capture(conn: Any, cursor: Any, stmt: str, params: Any, *_: Any) -> None:
+        if "LATERAL" in stmt:
+            captured.append((stmt, params))
+
+    event.listen(engine.sync_engine, "before_cursor_execute", capture)
+    try:
+        got = await repo.claim(500, {}, 100, 60.0, 3600.0, {"a-full.invalid": 0}, 100)
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", capture)
+    assert len(got) == 100 and {c.url for c in got} == {"http://b-ok.invalid/hook"}
+    [(stmt, params)] = captured
+    async with engine.connect() as conn:  # rolled back: the rows it locks are not claimed
+        res = await conn.exec_driver_sql("EXPLAIN (ANALYZE, FORMAT JSON) " + stmt, params)
+        plan = res.scalar_one()[0]["Plan"]
+    # 100 rows of the healthy host, the skip scan's probes (31 URLs), a few more.
+    assert sum(_rows_read(plan)) <= 100 + 2 * 31 + 5
