@@ -174,8 +174,8 @@ class Dispatcher:
     async def _deliver(
         self, ep: Endpoint, host: Endpoint, every: asyncio.Semaphore, d: ClaimedDelivery
     ) -> None:
-        # Always in this order (endpoint, host, global), so no two deliveries wait on each
-        # other; the global slot is held only for the attempt itself.
+        # Always taken in this order (endpoint, host, global): no deadlock; a global slot
+        # is held only for the attempt itself, not while waiting for a host's turn.
         try:
             async with ep.slots, host.slots, every:
                 result = await self.attempt(d)
