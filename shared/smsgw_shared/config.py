@@ -222,6 +222,18 @@ class InboundConfig(_Section):
     report_match_window: float = Field(7 * 86400.0, gt=0)  # how far back a report may match
 
 
+class RetentionConfig(_Section):
+    """How long stored data is kept, in days (0: forever); the inbound service deletes what
+    is older in bounded batches (docs: README "Data retention")."""
+
+    messages_days: float = Field(90.0, ge=0)  # sent messages with their parts and history
+    event_log_days: float = Field(7.0, ge=0)  # the log live streams resume from
+    webhook_deliveries_days: float = Field(30.0, ge=0)  # finished deliveries and attempts
+    inbound_days: float = Field(90.0, ge=0)  # received SMS and their parts
+    interval: float = Field(300.0, gt=0)  # seconds between passes
+    batch_size: int = Field(5000, ge=1, le=100_000)  # rows per delete statement
+
+
 class CompatConfig(_Section):
     """The seed-compatible APIs (docs/compat.md)."""
 
@@ -305,6 +317,7 @@ class Settings(BaseSettings):
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     simulators: SimulatorsConfig = Field(default_factory=SimulatorsConfig)
     compat: CompatConfig = Field(default_factory=CompatConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
 
     @field_validator("log_level", mode="before")
     @classmethod

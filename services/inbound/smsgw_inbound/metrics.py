@@ -55,3 +55,13 @@ WEBHOOK_LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 WEBHOOK_BACKLOG = Gauge("smsgw_inbound_webhook_backlog", "Webhook deliveries due and not yet made")
+RETENTION_DELETED = Counter(
+    "smsgw_inbound_retention_deleted_total",
+    "Rows deleted for being older than their retention ([retention]), by policy",
+    ["policy"],
+)
+TABLE_BYTES = Gauge(
+    "smsgw_store_table_bytes",
+    "Bytes on disk of a store table (indexes and TOAST included), measured each retention pass",
+    ["table"],
+)

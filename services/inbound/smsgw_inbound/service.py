@@ -16,6 +16,7 @@ from smsgw_inbound.expiry import Expirer
 from smsgw_inbound.heartbeats import HeartbeatHandler
 from smsgw_inbound.projection import APPLIED, DUPLICATE, PARKED, Projector
 from smsgw_inbound.received import Receiver
+from smsgw_inbound.retention import Retention
 from smsgw_inbound.store_retry import apply_retrying
 from smsgw_shared.amqp import (
     AmqpConnection,
@@ -31,6 +32,7 @@ from smsgw_shared.runtime import tune_gc
 from smsgw_shared.safety import check_production_safety
 from smsgw_shared.store.db import make_engine
 from smsgw_shared.store.repos.projection import ProjectionRepository
+from smsgw_shared.store.repos.retention import RetentionRepository
 from smsgw_shared.store.repos.webhooks import WebhookRepository
 
 log = logging.getLogger(__name__)
@@ -153,6 +155,13 @@ async def run(settings: Settings, stop: asyncio.Event, metrics_port: int | None 
         for c in consumers:
             await c.start()
         tasks = _periodic(cfg.expiry_interval, expirer, receiver, dispatcher, engine, stop)
+        retention = Retention(RetentionRepository(engine), settings.retention)
+        tasks.append(
+            asyncio.create_task(
+                _every(settings.retention.interval, retention.sweep, stop, "retention"),
+                name="retention",
+            )
+        )
         tune_gc()
         log.info("inbound service running", extra={"namespace": settings.namespace})
         await stop.wait()

@@ -174,6 +174,7 @@ pending_reports = Table(
     Column("body", JSONB, nullable=False),
     _ts("received_at", False, True),
     Index("ix_pending_reports_key", "route", "provider_id"),
+    Index("ix_pending_reports_received", "received_at"),  # retention (migration 0007)
 )
 
 inbound_messages = Table(
@@ -218,6 +219,12 @@ inbound_parts = Table(
     Column("message_id", Uuid, nullable=True),
     Index("ix_inbound_parts_open", "received_at", postgresql_where=text("message_id IS NULL")),
     Index("ix_inbound_parts_message", "message_id"),
+    # Parts of assembled messages by age: what retention deletes (migration 0007).
+    Index(
+        "ix_inbound_parts_assembled",
+        "received_at",
+        postgresql_where=text("message_id IS NOT NULL"),
+    ),
 )
 # One open slot per part of a long message; the numbers by their md5, since a btree entry
 # holds at most 2704 bytes and an SMSC may send longer addresses.
@@ -291,6 +298,8 @@ webhook_deliveries = Table(
         postgresql_where=text("status = 'pending'"),
     ),
     Index("ix_deliveries_webhook", "webhook_id", "created_at"),
+    # Finished deliveries by age: what retention deletes (migration 0007).
+    Index("ix_deliveries_created", "created_at", postgresql_where=text("status <> 'pending'")),
 )
 
 webhook_attempts = Table(
