@@ -1,9 +1,10 @@
 """End to end: incoming SMS whose content PostgreSQL would refuse as sent, from the SMSC
 simulator and the modem simulator, reach `/v1/inbound` and the webhook all the same.
 
-Kinds: NUL in UCS-2 text (U+FFFD in `text`, the original in `raw_hex`), numbers over the
-old 32-character columns (kept in full), absurd concatenation info (a single message). One
-stack per simulator; each kind is checked on its own message.
+Kinds: NUL in UCS-2 text (U+FFFD in `text`, the original in `raw_hex`), an emoji cut
+between two UCS-2 parts (whole again once assembled), numbers over the old 32-character
+columns (kept in full), absurd concatenation info (a single message). One stack per
+simulator; each kind is checked on its own message.
 """
 
 from __future__ import annotations
@@ -150,13 +151,14 @@ def number() -> str:
 # -- the SMSC simulator ------------------------------------------------------------------
 
 
-def deliver_sm(sender: str, data_coding: int, short_message: bytes) -> str:
+def deliver_sm(sender: str, data_coding: int, short_message: bytes, esm_class: int = 0) -> str:
     """A whole deliver_sm PDU in hex (for the simulator's raw injection)."""
     fields: dict[str, sp.FieldValue | str] = {
         "source_addr_ton": 1,
         "source_addr_npi": 1,
         "source_addr": sender,
         "destination_addr": "1234",
+        "esm_class": esm_class,
         "data_coding": data_coding,
         "short_message": short_message,
     }
@@ -175,12 +177,21 @@ async def test_hostile_mo_from_the_smsc(stack: Stack, client: httpx.AsyncClient)
         "ref-over-16-bits": {"020c": "0102030405060708", "020e": "02", "020f": "01"},
     }
     absurd = {kind: number() for kind in absurd_sar}
+    # A sender that cut 😀 (D83D DE00) between the two parts of a long message.
+    emoji = number()
+    cut = [
+        bytes.fromhex("0500030b0201") + "hi".encode("utf-16-be") + bytes.fromhex("d83d"),
+        bytes.fromhex("0500030b0202de00") + "!".encode("utf-16-be"),
+    ]
     await connected(client)
     async with hooks_for(client) as hooks, httpx.AsyncClient(base_url=stack.smsc_control) as smsc:
         r = await smsc.post(
             "/inject_raw", json={"hex": deliver_sm(nul, 8, "a\x00b\x00".encode("utf-16-be"))}
         )
         assert r.status_code == 200, r.text
+        for part in cut:
+            r = await smsc.post("/inject_raw", json={"hex": deliver_sm(emoji, 8, part, 0x40)})
+            assert r.status_code == 200, r.text
         r = await smsc.post("/inject", json={"from": long_from, "to": long_to, "text": "long"})
         assert r.json()["statuses"] == ["ESME_ROK"], r.text
         for kind, tlvs in absurd_sar.items():
@@ -190,6 +201,10 @@ async def test_hostile_mo_from_the_smsc(stack: Stack, client: httpx.AsyncClient)
         msg = await stored(client, hooks, "+" + nul)
         assert msg["text"] == "a\ufffdb\ufffd" and msg["encoding"] == "ucs2"
         assert msg["raw_hex"] == "0061000000620000"
+
+        msg = await stored(client, hooks, "+" + emoji)
+        assert msg["text"] == "hi\U0001f600!" and msg["parts"] == 2 and msg["complete"]
+        assert "raw_hex" not in msg
 
         msg = await stored(client, hooks, "+" + long_from)
         assert msg["from"] == "+" + long_from and msg["to"] == long_to

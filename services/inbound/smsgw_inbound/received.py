@@ -12,6 +12,7 @@ storable (`storable.py`): refused characters replaced, absurd concatenation info
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from datetime import datetime, timedelta
@@ -21,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from smsgw_inbound import metrics
 from smsgw_inbound.events import MESSAGE_RECEIVED, LogEvent, iso, record_events, stable_id
-from smsgw_inbound.storable import raw_octets, storable
+from smsgw_inbound.storable import clean, raw_octets, storable
 from smsgw_inbound.store_retry import is_transient
 from smsgw_shared.amqp import DeliveryInfo
 from smsgw_shared.messages import InboundPart, utcnow
@@ -82,11 +83,19 @@ def _group(part: InboundPart) -> PartGroup:
     return PartGroup(part.route, part.sender, part.recipient, c.ref_bits, c.ref, c.total)
 
 
-def _raw_hex(parts: list[dict[str, Any]]) -> str | None:
-    """A long message's raw text: its parts' in order, when any part has one."""
+def assembled_text(parts: list[dict[str, Any]]) -> tuple[str, str | None]:
+    """A long message's text and raw text (hex) from its parts, in order. The raw text is
+    its parts' when any part has one. UCS-2 is decoded again from the octets of all parts,
+    so a surrogate pair the sender cut between two parts is one character again."""
+    text = "".join(p["text"] for p in parts)
     if all(p["raw_hex"] is None for p in parts):
-        return None
-    return "".join(p["raw_hex"] or raw_octets(p["text"], p["encoding"]).hex() for p in parts)
+        return text, None
+    raw = "".join(p["raw_hex"] or raw_octets(p["text"], p["encoding"]).hex() for p in parts)
+    if all(p["encoding"] == "ucs2" for p in parts):
+        with contextlib.suppress(ValueError):  # a raw_hex that is not hex: keep the parts'
+            whole, replaced = clean(bytes.fromhex(raw).decode("utf-16-be", "surrogatepass"))
+            return whole, raw if replaced else None
+    return text, raw
 
 
 class Receiver:
@@ -180,13 +189,14 @@ class Receiver:
         parts = sorted(parts, key=lambda p: p["seq"])
         mid = uuid.uuid5(_NAMESPACE, "assembled|" + "|".join(sorted(p["event_id"] for p in parts)))
         encodings = {p["encoding"] for p in parts}
+        text, raw_hex = assembled_text(parts)
         row = {
             "id": mid,
             "route": group.route,
             "sender": group.sender,
             "recipient": group.recipient,
-            "text": "".join(p["text"] for p in parts),
-            "raw_hex": _raw_hex(parts),
+            "text": text,
+            "raw_hex": raw_hex,
             "encoding": "ucs2" if "ucs2" in encodings else parts[0]["encoding"],
             "parts_total": group.total,
             "parts_received": len(parts),

@@ -6,7 +6,8 @@ become U+FFFD and the original text is kept as hex (`raw_hex`); concatenation in
 receiver could honour (TS 23.040 §9.2.3.24.1: a zero count, a sequence number of 0 or above
 the count; values wider than their octets) makes the part a single message. This is the one
 place where an `InboundPart` is made storable: the message id and the duplicate checks are
-computed from its result.
+computed from its result. (JSON cannot carry a lone surrogate: the SMPP worker, which meets
+them in UCS-2 cut between parts, sends U+FFFD with the octets in `raw_hex`, kept here.)
 """
 
 from __future__ import annotations

@@ -241,3 +241,49 @@ async def test_hostile_parts_through_the_service_reach_the_webhook(
     assert hooks[nul]["raw_hex"] == "0000007a00650072006f0000"
     assert hooks[long_sender]["to"] == "+" + "3" * 40 and "raw_hex" not in hooks[long_sender]
     assert hooks[absurd]["text"] == "alone" and hooks[absurd]["complete"]
+
+
+async def test_an_emoji_cut_between_two_parts_is_whole_again(
+    receiver: Receiver, engine: AsyncEngine
+) -> None:
+    """A sender that cut a surrogate pair between parts: each part comes with U+FFFD and its
+    octets (as the SMPP worker publishes it); the assembled message has the emoji back."""
+    sender = sender_()
+
+    def part(seq: int, text: str, raw_hex: str) -> InboundPart:
+        return InboundPart(
+            route="smpp:b1",
+            sender=sender,
+            text=text,
+            encoding="ucs2",
+            concat=Concat(ref=4, total=2, seq=seq),
+            raw_hex=raw_hex,
+        )
+
+    assert await receiver.store(part(1, "hi\ufffd", "00680069d83d")) == "part"
+    assert await receiver.store(part(2, "\ufffd!", "de000021")) == "assembled"
+    [row] = await rows_of(engine, sender)
+    assert row["text"] == "hi\U0001f600!" and row["raw_hex"] is None
+    [data] = await received_data(engine, sender)
+    assert data["text"] == "hi\U0001f600!" and "raw_hex" not in data
+
+
+async def test_a_lone_half_stays_replaced_once_assembled(
+    receiver: Receiver, engine: AsyncEngine
+) -> None:
+    sender = sender_()
+
+    def part(seq: int, text: str, raw_hex: str | None) -> InboundPart:
+        return InboundPart(
+            route="smpp:b1",
+            sender=sender,
+            text=text,
+            encoding="ucs2",
+            concat=Concat(ref=5, total=2, seq=seq),
+            raw_hex=raw_hex,
+        )
+
+    assert await receiver.store(part(1, "hi\ufffd", "00680069d83d")) == "part"
+    assert await receiver.store(part(2, "ok", None)) == "assembled"
+    [row] = await rows_of(engine, sender)
+    assert row["text"] == "hi\ufffdok" and row["raw_hex"] == "00680069d83d006f006b"

@@ -12,7 +12,8 @@ import logging
 from smsgw_shared.amqp import Outgoing, Publisher, PublishError, Topology
 from smsgw_shared.config import SmppBindConfig
 from smsgw_shared.messages import Concat, InboundPart, StatusEvent, utcnow
-from smsgw_shared.sms import SmsError, decode_short_message
+from smsgw_shared.sms import Encoding, SmppText, SmsError, decode_short_message
+from smsgw_shared.sms.pdu_fields import parse_dcs
 from smsgw_smpp import pdu as sp
 from smsgw_smpp.dlr import is_receipt, parse_receipt, receipt_body
 from smsgw_smpp.ids import normalise
@@ -29,6 +30,37 @@ def e164(addr: str, ton: int) -> str:
     return f"+{addr}" if ton == 1 and addr.isdigit() else addr
 
 
+def _is_ucs2(dc: int) -> bool:
+    """data_coding 8, or a GSM DCS group (≥ 0xC0) that says UCS-2 (SMPP 3.4 §5.2.19)."""
+    return dc == 8 or (dc >= 0xC0 and parse_dcs(dc).encoding is Encoding.UCS2)
+
+
+def _decode(pdu: sp.Pdu, body: bytes, dc: int, esm: int) -> SmppText:
+    return decode_short_message(
+        body,
+        dc,
+        esm,
+        sar_msg_ref_num=pdu.tlv_int(sp.TLV_SAR_MSG_REF_NUM),
+        sar_total_segments=pdu.tlv_int(sp.TLV_SAR_TOTAL_SEGMENTS),
+        sar_segment_seqnum=pdu.tlv_int(sp.TLV_SAR_SEGMENT_SEQNUM),
+    )
+
+
+def _ucs2_with_lone_surrogates(pdu: sp.Pdu, body: bytes, dc: int, esm: int) -> SmppText | None:
+    """UCS-2 that decodes but for lone surrogates (a sender that cut an emoji between two
+    parts): U+FFFD in their place; the caller keeps the octets. None if it is not that."""
+    if not _is_ucs2(dc):
+        return None
+    try:
+        binary = _decode(pdu, body, 2, esm)  # 2: octets as they are, UDH and SAR parsed
+    except SmsError:
+        return None
+    if len(binary.payload) % 2:
+        return None
+    text = binary.payload.decode("utf-16-be", "replace")
+    return SmppText(text, binary.payload, binary.udh, binary.concat)
+
+
 def inbound_part(pdu: sp.Pdu, route: str) -> InboundPart:
     """An `InboundPart` from a deliver_sm/data_sm that is not a receipt."""
     dc = pdu.num("data_coding")
@@ -37,28 +69,28 @@ def inbound_part(pdu: sp.Pdu, route: str) -> InboundPart:
     text: str | None = None
     concat: Concat | None = None
     payload = body
+    raw_hex: str | None = None
+    decoded: SmppText | None = None
     try:
-        decoded = decode_short_message(
-            body,
-            dc,
-            esm,
-            sar_msg_ref_num=pdu.tlv_int(sp.TLV_SAR_MSG_REF_NUM),
-            sar_total_segments=pdu.tlv_int(sp.TLV_SAR_TOTAL_SEGMENTS),
-            sar_segment_seqnum=pdu.tlv_int(sp.TLV_SAR_SEGMENT_SEQNUM),
-        )
+        decoded = _decode(pdu, body, dc, esm)
+    except SmsError as exc:
+        decoded = _ucs2_with_lone_surrogates(pdu, body, dc, esm)
+        if decoded is None:
+            # Never drop an SMS because it does not decode: pass its bytes on as hex.
+            log.warning("incoming SMS does not decode (%s); kept as hex", exc)
+        else:
+            raw_hex = decoded.payload.hex()
+    if decoded is not None:
         text, payload = decoded.text, decoded.payload
         if decoded.concat is not None and decoded.concat.total > 1:
             c = decoded.concat
             concat = Concat(ref=c.ref, total=c.total, seq=c.seq, ref_bits=c.ref_bits)
-    except SmsError as exc:
-        # Never drop an SMS because it does not decode: pass its bytes on as hex.
-        log.warning("incoming SMS does not decode (%s); kept as hex", exc)
     if text is None:
         text, encoding = payload.hex(), "binary"
     else:
         encoding = _ENCODING_NAMES.get(dc & 0x0F if dc >= 0xC0 else dc, "gsm7")
-        if dc >= 0xC0 or dc in (0x10, 0x18):
-            encoding = "ucs2" if dc & 0x0C == 0x08 else "gsm7"
+        if dc >= 0xC0:  # as decoded: 0xE0-0xEF are UCS-2 (TS 23.038 §4), the rest GSM-7
+            encoding = "ucs2" if _is_ucs2(dc) else "gsm7"
     return InboundPart(
         route=route,
         sender=e164(pdu.text("source_addr"), pdu.num("source_addr_ton")),
@@ -66,6 +98,7 @@ def inbound_part(pdu: sp.Pdu, route: str) -> InboundPart:
         text=text,
         encoding=encoding,
         concat=concat,
+        raw_hex=raw_hex,
     )
 
 

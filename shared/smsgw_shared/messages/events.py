@@ -83,7 +83,8 @@ class InboundPart(Payload):
     received_at: datetime = Field(default_factory=utcnow)
     smsc_timestamp: datetime | None = None
     # The original text in hex when characters the store cannot hold (NUL, lone surrogates)
-    # were replaced with U+FFFD in `text`; the inbound service sets it (smsgw_inbound.storable).
+    # were replaced with U+FFFD in `text`: set by the inbound service (smsgw_inbound.storable),
+    # or by a worker that decoded UCS-2 with lone surrogates (then the octets it received).
     raw_hex: str | None = None
 
     def log_fields(self) -> dict[str, Any]:
