@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncEngine
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
@@ -22,6 +23,7 @@ from smsgw_shared.config import Settings, WebhooksConfig
 from smsgw_shared.messages import utcnow
 from smsgw_shared.store.repos.keys import KeyRepository
 from smsgw_shared.store.repos.webhooks import WebhookRepository, new_webhook_secret
+from smsgw_shared.store.schema import event_log
 from smsgw_shared.testing.helpers import wait_for
 
 from .conftest import add_message, clear_webhooks, http_receiver
@@ -143,3 +145,26 @@ async def test_keyless_callbacks_use_the_configured_secret(
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_signed_after_the_event_log_row_is_gone(
+    engine: AsyncEngine, settings: Settings, clean: None
+) -> None:
+    """Retention may delete the event's event_log row (retention.event_log_days) while its
+    callback is still being retried: the message itself still names the key."""
+    keys = KeyRepository(engine)
+    key, secret = await keys.create("cb-l-" + uuid.uuid4().hex[:8], ["send"])
+    async with http_receiver() as rec:
+        ev = await status_event(engine, key.id, rec.url, "log-pruned")
+        async with engine.begin() as conn:
+            await conn.execute(delete(event_log).where(event_log.c.event_id == ev))
+        async with dispatching(engine, config(settings)):
+            await wait_for(lambda: _true(len(rec.received) == 1), timeout=10)
+    got = rec.received[0]
+    assert got["headers"]["webhook-id"] == ev
+    ns: dict[str, Any] = {
+        "API_KEY": secret,
+        "request_body": got["body"],
+        "request_headers": got["headers"],
+    }
+    exec(doc_snippet("verify-callback-by-hand"), ns)

@@ -18,6 +18,7 @@ from sqlalchemy import (
     and_,
     any_,
     bindparam,
+    cast,
     func,
     insert,
     literal_column,
@@ -35,6 +36,7 @@ from smsgw_shared.ids import uuid7_strings
 from smsgw_shared.store.schema import (
     api_keys,
     event_log,
+    messages,
     webhook_attempts,
     webhook_deliveries,
     webhooks,
@@ -47,6 +49,11 @@ SECRET_PREFIX = "whsec_"
 # alike.
 HOST_PATTERN = r"^[^:/?#]*://(?:[^/?#]*@)?(\[[^/?#]*\]|[^:/?#]*)"
 _HOST_RE = re.compile(HOST_PATTERN)
+# The message id in a message.status body (compact JSON: `"data":{"message_id":"…"`), where
+# a status callback finds its message (a strict UUID: the cast never fails).
+MESSAGE_ID_PATTERN = (
+    r'"message_id":"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"'
+)
 
 
 def host_key(url: str) -> str:
@@ -346,15 +353,19 @@ class WebhookRepository:
             .lateral("due")
         )
         # A status callback (no subscription) is signed by the key that sent the message:
-        # its event's row in event_log names the key (event_id is unique there).
-        ev, key = event_log, api_keys
+        # its event's row in event_log names the key (event_id is unique there); once
+        # retention has deleted that row, the message does (its id is in the payload).
+        ev, msg, key = event_log, messages, api_keys
+        callback = due.c.webhook_id.is_(None)
+        message_id = cast(func.substring(due.c.payload, bindparam(None, MESSAGE_ID_PATTERN)), Uuid)
         stmt = (
             select(due, w.c.secrets, w.c.secrets_rotated_at, key.c.secret_hash)
             .select_from(
                 todo.join(due, true())
                 .outerjoin(w, w.c.id == due.c.webhook_id)
-                .outerjoin(ev, and_(due.c.webhook_id.is_(None), ev.c.event_id == due.c.event_id))
-                .outerjoin(key, key.c.id == ev.c.api_key_id)
+                .outerjoin(ev, and_(callback, ev.c.event_id == due.c.event_id))
+                .outerjoin(msg, and_(callback, ev.c.id.is_(None), msg.c.id == message_id))
+                .outerjoin(key, key.c.id == func.coalesce(ev.c.api_key_id, msg.c.api_key_id))
             )
             .limit(limit)
         )
