@@ -17,7 +17,8 @@ so its ack, nack and return handling applies unchanged; the code that drives tha
 state is `aiormq_internals.py`, which names the aiormq versions it supports and is checked by
 `shared/tests/amqp/test_internals.py`. On any other aiormq the messages are published with
 aiormq's public `basic_publish` (`publish_one_by_one`): correct, slower.
-`shared/tests/amqp/test_frames.py` covers both paths.
+`shared/tests/amqp/test_frames.py` covers the batch path; `test_internals.py` runs its tests
+again on the public one.
 """
 
 from __future__ import annotations
