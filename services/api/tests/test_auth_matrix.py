@@ -34,6 +34,7 @@ REQUIRED: dict[tuple[str, str], str | None] = {
     ("GET", "/v1/webhooks/{webhook_id}/deliveries"): "webhooks",
     ("POST", "/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver"): "webhooks",
     ("GET", "/v1/events"): "read",
+    ("GET", "/v1/status"): "admin",
     ("POST", "/v1/keys"): "admin",
     ("GET", "/v1/keys"): "admin",
     ("GET", "/v1/keys/{key_id}"): "admin",

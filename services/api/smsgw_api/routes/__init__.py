@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI
 
 from smsgw_api.compat import smsapiserver, smssender, smstele, smstools
-from smsgw_api.routes import events, inbound, keys, messages, modems, webhooks
+from smsgw_api.routes import events, inbound, keys, messages, modems, status, webhooks
 
 # Order matters only for overlapping paths: compat adapters come last.
 ROUTERS: tuple[APIRouter, ...] = (
@@ -15,6 +15,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     inbound.router,
     webhooks.router,
     events.router,
+    status.router,
     smssender.router,
     smstools.router,
     smsapiserver.router,
