@@ -216,6 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp = keys.add_parser("revoke", help="revoke a key (by id or name)")
     sp.set_defaults(func=cmd_keys)
     sp.add_argument("key")
+
+    from smsgw_cli.ops import add_ops_commands
+
+    add_ops_commands(sub)  # status, send, tail, messages, webhooks: over the HTTP API
     return p
 
 
