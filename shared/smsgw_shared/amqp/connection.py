@@ -2,6 +2,12 @@
 
 aio-pika's robust connection reconnects after the broker drops it and restores channels,
 exchanges, queues and consumers declared through it.
+
+Several broker URLs (a cluster: `SMSGW_AMQP_URL=amqp://…@n1/,amqp://…@n2/,…`): the first
+that answers is used; when the connection is lost, or stays down, the next attempt goes to
+the next URL in turn (aio-pika reads the connection's `url` at each attempt), so a service
+follows the cluster to a node that is up. Every URL must carry the same credentials and
+query options (only the first URL's query is read).
 """
 
 from __future__ import annotations
@@ -9,9 +15,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, cast
 
 import aio_pika
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
+from yarl import URL
 
 from smsgw_shared.amqp.topology import QueueSpec, Topology
 from smsgw_shared.backoff import Backoff, pause
@@ -42,6 +50,28 @@ async def _until_it_works(
             await pause(delay)
 
 
+def split_urls(url: str) -> list[str]:
+    """`SMSGW_AMQP_URL`: one URL, or several separated by commas (a cluster)."""
+    urls = [u.strip() for u in url.split(",") if u.strip()]
+    if not urls:
+        raise BrokerUnavailable("no broker URL: set SMSGW_AMQP_URL")
+    return urls
+
+
+async def _answers(url: str, timeout: float = 1.0) -> bool:
+    """Whether the URL's host accepts a TCP connection on its port now."""
+    u = URL(url)
+    default = 5671 if u.scheme == "amqps" else 5672
+    try:
+        _, writer = await asyncio.wait_for(
+            asyncio.open_connection(u.host or "127.0.0.1", u.port or default), timeout
+        )
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    return True
+
+
 def _hide_password(url: str) -> str:
     if "@" not in url or "://" not in url:
         return url
@@ -55,9 +85,11 @@ class AmqpConnection:
     """Owns the connection; hands out confirm-mode channels; declares topology."""
 
     REDECLARE_EVERY = 5.0  # seconds, at least, between two declarations of everything again
+    FAILOVER_EVERY = 2.0  # seconds down on one broker URL before the next attempt takes the next
 
     def __init__(self, url: str, topology: Topology, *, name: str = "smsgw") -> None:
-        self.url = url
+        self.urls = split_urls(url)
+        self.url = self.urls[0]  # the one in use (or being tried)
         self.topology = topology
         self.name = name
         self._conn: AbstractRobustConnection | None = None
@@ -72,6 +104,7 @@ class AmqpConnection:
         self._specs: dict[str, QueueSpec] = {}  # every queue declared, to declare again
         self._keeper: asyncio.Task[None] | None = None
         self._closed = False  # stop_redeclaring() was called: a later declare starts none
+        self._failover: asyncio.Task[None] | None = None
 
     @property
     def connection(self) -> AbstractRobustConnection:
@@ -89,20 +122,61 @@ class AmqpConnection:
         return self._conn is not None and not self._conn.is_closed and self._conn.connected.is_set()
 
     async def connect(self, timeout: float = 10.0) -> None:
-        """Connect (first attempt must succeed; later drops are reconnected)."""
-        try:
-            self._conn = await aio_pika.connect_robust(
-                self.url,
-                timeout=timeout,
-                client_properties={"connection_name": self.name},
-                reconnect_interval=1.0,
-            )
-        except (TimeoutError, OSError, aio_pika.exceptions.AMQPError) as exc:
+        """Connect to the first broker URL that answers (that attempt must succeed; later
+        drops are reconnected, to the next URL in turn when there are several)."""
+        failures = []
+        for url in self.urls:
+            try:
+                conn = await aio_pika.connect_robust(
+                    url,
+                    timeout=timeout,
+                    client_properties={"connection_name": self.name},
+                    reconnect_interval=1.0,
+                )
+            except (TimeoutError, OSError, aio_pika.exceptions.AMQPError) as exc:
+                failures.append(f"{_hide_password(url)} ({exc!r})")
+                continue
+            self._conn, self.url = conn, url
+            break
+        else:
             raise BrokerUnavailable(
-                f"RabbitMQ is not reachable at {_hide_password(self.url)} ({exc!r}); "
+                f"RabbitMQ is not reachable at {'; '.join(failures)}; "
                 "start it with `rabbitmq-server -detached` or set SMSGW_AMQP_URL"
-            ) from exc
+            )
         self._conn.reconnect_callbacks.add(self._on_reconnect)
+        if len(self.urls) > 1:
+            self._failover = asyncio.create_task(self._fail_over(), name="amqp-failover")
+
+    async def _fail_over(self) -> None:
+        """While the connection is down, point its next attempt at a node that is up: the
+        URL in use keeps its turn while its port answers (up to FAILOVER_EVERY without a
+        connection), else the next URL whose port answers does."""
+        loop = asyncio.get_running_loop()
+        switched = loop.time()
+        while self._conn is not None and not self._conn.is_closed:
+            await asyncio.sleep(self.FAILOVER_EVERY / 4)
+            if self.is_connected:
+                switched = loop.time()
+                continue
+            stuck = loop.time() - switched >= self.FAILOVER_EVERY
+            if not stuck and await _answers(self.url):
+                continue
+            nxt = await self._next_reachable()
+            if nxt != self.url and self._conn is not None:
+                self.url = nxt
+                # A public attribute of aio-pika's Connection, read by each attempt.
+                cast(Any, self._conn).url = URL(nxt)
+                log.warning("broker connection down: next attempt to %s", _hide_password(nxt))
+            switched = loop.time()
+
+    async def _next_reachable(self) -> str:
+        """The first URL after the one in use whose port answers (else simply the next)."""
+        i = self.urls.index(self.url)
+        order = self.urls[i + 1 :] + self.urls[: i + 1]
+        for url in order:
+            if await _answers(url):
+                return url
+        return order[0]
 
     def _on_reconnect(self, *_: object) -> None:
         log.warning("reconnected to RabbitMQ: the topology will be declared again")
@@ -230,6 +304,8 @@ class AmqpConnection:
 
     async def close(self) -> None:
         await self.stop_redeclaring()
+        await stop_tasks([self._failover])
+        self._failover = None
         if self._conn is not None:
             await self._conn.close()
             self._conn = None
