@@ -35,10 +35,11 @@ def _reachable(url: str, default_port: int) -> bool:
 def check_dependencies(settings: Settings) -> list[str]:
     """Human messages for each unreachable dependency."""
     problems = []
-    if not _reachable(settings.amqp_url, 5672):
+    brokers = [u.strip() for u in settings.amqp_url.split(",") if u.strip()]
+    if not any(_reachable(u, 5672) for u in brokers):
+        where = ", ".join(f"{urlparse(u).hostname}:{urlparse(u).port or 5672}" for u in brokers)
         problems.append(
-            f"RabbitMQ is not reachable at {urlparse(settings.amqp_url).hostname}:"
-            f"{urlparse(settings.amqp_url).port or 5672}. Start it with "
+            f"RabbitMQ is not reachable at {where}. Start it with "
             "`rabbitmq-server -detached` (or `docker compose up -d rabbitmq`), "
             "or point SMSGW_AMQP_URL at yours."
         )
