@@ -1,10 +1,10 @@
 """End to end: incoming SMS whose content PostgreSQL would refuse as sent, from the SMSC
 simulator and the modem simulator, reach `/v1/inbound` and the webhook all the same.
 
-Kinds: NUL in UCS-2 text (U+FFFD in `text`, the original in `raw_hex`), an emoji cut
-between two UCS-2 parts (whole again once assembled), numbers over the old 32-character
-columns (kept in full), absurd concatenation info (a single message). One stack per
-simulator; each kind is checked on its own message.
+Kinds: an encoding named with nine characters (ISO-8859-5), NUL in UCS-2 text (U+FFFD in
+`text`, the original in `raw_hex`), an emoji cut between two UCS-2 parts (whole again once
+assembled), numbers over the old 32-character columns (kept in full), absurd concatenation
+info (a single message). One stack per simulator; each kind is checked on its own message.
 """
 
 from __future__ import annotations
@@ -183,8 +183,13 @@ async def test_hostile_mo_from_the_smsc(stack: Stack, client: httpx.AsyncClient)
         bytes.fromhex("0500030b0201") + "hi".encode("utf-16-be") + bytes.fromhex("d83d"),
         bytes.fromhex("0500030b0202de00") + "!".encode("utf-16-be"),
     ]
+    cyrillic = number()  # data_coding 6: ISO-8859-5, an encoding name of nine characters
     await connected(client)
     async with hooks_for(client) as hooks, httpx.AsyncClient(base_url=stack.smsc_control) as smsc:
+        r = await smsc.post(
+            "/inject_raw", json={"hex": deliver_sm(cyrillic, 6, "Привет".encode("iso8859-5"))}
+        )
+        assert r.status_code == 200, r.text
         r = await smsc.post(
             "/inject_raw", json={"hex": deliver_sm(nul, 8, "a\x00b\x00".encode("utf-16-be"))}
         )
@@ -201,6 +206,9 @@ async def test_hostile_mo_from_the_smsc(stack: Stack, client: httpx.AsyncClient)
         msg = await stored(client, hooks, "+" + nul)
         assert msg["text"] == "a\ufffdb\ufffd" and msg["encoding"] == "ucs2"
         assert msg["raw_hex"] == "0061000000620000"
+
+        msg = await stored(client, hooks, "+" + cyrillic)
+        assert msg["text"] == "Привет" and msg["encoding"] == "iso8859-5"
 
         msg = await stored(client, hooks, "+" + emoji)
         assert msg["text"] == "hi\U0001f600!" and msg["parts"] == 2 and msg["complete"]

@@ -287,3 +287,18 @@ async def test_a_lone_half_stays_replaced_once_assembled(
     assert await receiver.store(part(2, "ok", None)) == "assembled"
     [row] = await rows_of(engine, sender)
     assert row["text"] == "hi\ufffdok" and row["raw_hex"] == "00680069d83d006f006b"
+
+
+@pytest.mark.parametrize(
+    ("encoding", "text", "raw_hex"),
+    [("iso8859-5", "При\x00", "bfe0d800"), ("iso8859-8", "\u05e9\x00", "f900")],
+)
+async def test_every_encoding_name_a_worker_gives_fits(
+    receiver: Receiver, engine: AsyncEngine, encoding: str, text: str, raw_hex: str
+) -> None:
+    """SMPP data_coding 6 and 7 (SMPP 3.4 §5.2.19) are named with nine characters."""
+    sender = sender_()
+    part = InboundPart(route="smpp:b1", sender=sender, text=text, encoding=encoding)
+    assert await receiver.store(part) == "stored"
+    [row] = await rows_of(engine, sender)
+    assert row["encoding"] == encoding and row["raw_hex"] == raw_hex

@@ -188,7 +188,7 @@ inbound_messages = Table(
     Column("text", Text, nullable=False),
     # The original text in hex when characters PostgreSQL cannot hold were replaced.
     Column("raw_hex", Text, nullable=True),
-    Column("encoding", String(8), nullable=False),
+    Column("encoding", String(16), nullable=False),  # iso8859-5 is 9 (migration 0008)
     Column("parts_total", SmallInteger, nullable=False, server_default="1"),
     Column("parts_received", SmallInteger, nullable=False, server_default="1"),
     Column("complete", Boolean, nullable=False, server_default="true"),
@@ -212,7 +212,7 @@ inbound_parts = Table(
     Column("seq", SmallInteger, nullable=False),
     Column("text", Text, nullable=False),
     Column("raw_hex", Text, nullable=True),
-    Column("encoding", String(8), nullable=False),
+    Column("encoding", String(16), nullable=False),
     Column("event_id", String(64), nullable=False, unique=True),
     _ts("received_at", False, True),
     # Set once assembled; assembled parts are kept a while to recognise late duplicates.

@@ -1,4 +1,5 @@
-"""Migration 0006: inbound numbers of any length and `raw_hex`, down and up again with rows."""
+"""Migrations 0006 and 0008: inbound numbers of any length, `raw_hex`, encoding names of
+nine characters; down and up again with rows."""
 
 from __future__ import annotations
 
@@ -16,15 +17,16 @@ from smsgw_shared.store.migrate import downgrade, upgrade
 LONG = "+" + "".join(random.choices("0123456789", k=3000))
 
 
-async def _insert(url: str, sender: str, raw_hex: str | None) -> None:
+async def _insert(url: str, sender: str, raw_hex: str | None, encoding: str = "ucs2") -> None:
     conn = await asyncpg.connect(url)
     try:
         await conn.execute(
             """INSERT INTO inbound_messages (id, route, sender, recipient, text, encoding,
-                   raw_hex) VALUES ($1, 'smpp:b1', $2, $2, 'x', 'ucs2', $3)""",
+                   raw_hex) VALUES ($1, 'smpp:b1', $2, $2, 'x', $4, $3)""",
             uuid.uuid4(),
             sender,
             raw_hex,
+            encoding,
         )
         await conn.execute(
             """INSERT INTO inbound_parts (route, sender, recipient, ref, ref_bits, total, seq,
@@ -38,11 +40,13 @@ async def _insert(url: str, sender: str, raw_hex: str | None) -> None:
         await conn.close()
 
 
-async def _senders(url: str) -> list[str]:
+async def _senders(url: str) -> list[tuple[str, str]]:
     conn = await asyncpg.connect(url)
     try:
-        rows = await conn.fetch("SELECT sender FROM inbound_messages ORDER BY length(sender)")
-        return [r["sender"] for r in rows]
+        rows = await conn.fetch(
+            "SELECT sender, encoding FROM inbound_messages ORDER BY length(sender)"
+        )
+        return [(r["sender"], r["encoding"]) for r in rows]
     finally:
         await conn.close()
 
@@ -52,9 +56,9 @@ def test_long_numbers_down_to_0005_and_back(postgres_url: str) -> None:
     try:
         upgrade(url)
         asyncio.run(_insert(url, LONG, "0000"))
-        asyncio.run(_insert(url, "+79160001234", None))
+        asyncio.run(_insert(url, "+79160001234", None, "iso8859-5"))
         downgrade(url, "0005_key_routes")
-        assert asyncio.run(_senders(url)) == ["+79160001234", LONG[:32]]
+        assert asyncio.run(_senders(url)) == [("+79160001234", "iso8859-"), (LONG[:32], "ucs2")]
         upgrade(url)
         asyncio.run(_insert(url, LONG + "9", "0000"))
         assert len(asyncio.run(_senders(url))) == 3
