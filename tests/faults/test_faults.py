@@ -43,16 +43,29 @@ async def test_modem_worker_killed_mid_send(stack: Stack, client: httpx.AsyncCli
             r = await c.post(f"/modems/{n}/faults", json={"send_latency": 0.3})
             assert r.status_code == 200, r.text
     ids = await _send(client, [f"+7921100{i:04d}" for i in range(16)], "kill")
-    await asyncio.sleep(1.0)  # a few sent, the rest waiting, two in the modems' hands
+    # Kill only once both modems hold a job (a PDU taken, its +CMGS answer not yet given).
+    held = await _both_modems_hold_a_job(stack)
     stack.stop("modem-worker", signal.SIGKILL)
-    await asyncio.sleep(0.5)
     stack.start("modem-worker", "modem-worker")
     await _all_delivered(client, ids, timeout=60)
     sent = collections.Counter(await _modem_sends(stack))
     assert set(ids.values()) <= set(sent)  # every message went out
+    assert sum(sent[t] for t in ids.values()) > held["sent"]  # the new worker sent the rest
     duplicates = sum(n - 1 for n in sent.values() if n > 1)
     # At most the jobs that were in the modems' hands when the worker died are sent twice.
     assert duplicates <= 2, sent
+
+
+async def _both_modems_hold_a_job(stack: Stack) -> dict[str, int]:
+    """Poll the modem simulator until every modem is in the middle of a send; returns the
+    number of messages sent by then."""
+    async with httpx.AsyncClient(base_url=stack.modem_control) as c:
+        for _ in range(1000):
+            modems = (await c.get("/modems")).json()
+            if all(m["submitting"] for m in modems):
+                return {"sent": sum(m["sent"] for m in modems)}
+            await asyncio.sleep(0.02)
+    raise AssertionError(f"the modems never both held a job: {modems}")
 
 
 async def test_broker_drops_every_connection(stack: Stack, client: httpx.AsyncClient):

@@ -109,7 +109,11 @@ class SimDevice:
                 return
             faults = self.state.faults
             if faults.send_latency:
-                await asyncio.sleep(faults.send_latency)
+                self.state.submitting += 1  # the job is in the modem's hands: tests wait on it
+                try:
+                    await asyncio.sleep(faults.send_latency)
+                finally:
+                    self.state.submitting -= 1
             if faults.is_hung() or self.gone:
                 return
             if faults.cms_count > 0 and faults.cms_error is not None:

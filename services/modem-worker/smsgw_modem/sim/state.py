@@ -128,6 +128,7 @@ class ModemState:
     storage_size: int = 50
     storage: dict[int, Stored] = field(default_factory=dict)
     sent: list[SentPart] = field(default_factory=list)
+    submitting: int = 0  # +CMGS PDUs taken and not answered yet (during send_latency)
     next_mr: int = 0
     faults: Faults = field(default_factory=Faults)
     reports: ReportSettings = field(default_factory=ReportSettings)
@@ -187,6 +188,7 @@ class ModemState:
             "registered": self.reg_stat in (1, 5),
             "stored": len(self.storage),
             "sent": len(self.sent),
+            "submitting": self.submitting,
             "echo": self.echo,
             "cnmi": list(self.cnmi),
             "faults": self.faults.to_json(),
