@@ -30,9 +30,10 @@ async def stack(tmp_path, database_url, broker_url, amqp) -> AsyncIterator[Stack
     s.start("smpp-worker", "smpp-worker")
     s.start("api", "api")
     try:
-        await s.wait_http(s.api_url + "/readyz")
+        # Generous: on a loaded 2-core host importing a service alone can take 10 s.
+        await s.wait_http(s.api_url + "/readyz", timeout=120)
         for port in ("inbound", "modem_metrics", "smpp_metrics"):
-            await s.wait_http(f"http://127.0.0.1:{s.ports[port]}/healthz")
+            await s.wait_http(f"http://127.0.0.1:{s.ports[port]}/healthz", timeout=120)
         yield s
     finally:
         s.stop_all()
