@@ -10,8 +10,8 @@ each one in `confirmations` (by delivery tag) and `message_id_delivery_tag` (by 
 for a `basic.return`), puts the whole buffer on the connection's `write_queue` as one
 `ChannelFrame` and waits for it to drain, then for the broker's confirms. aiormq's public
 `basic_publish` does the same per message, with a lock, a queue put and a drain each: under
-a busy event loop that cost ~115-150 µs of CPU a message against ~35-45 µs here, and the
-API's dispatcher fell behind its outbox (`frames.py`).
+a busy event loop that cost several times the CPU a message of this path, and the API's
+dispatcher fell behind its outbox (`frames.py`; figures in the README).
 
 What this relies on, as aiormq 7.2 does it (`aiormq/channel.py`):
 - `Channel.basic_publish` increments `delivery_tag` under `lock` (a property giving an

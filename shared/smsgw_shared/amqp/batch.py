@@ -1,7 +1,7 @@
 """Consuming in batches, for handlers that apply many messages in one store transaction.
 
-`Consumer` gives every delivery its own task, aio-pika message and handler call: about
-80 µs of CPU per message, as much as the inbound projection's own work. `BatchConsumer`
+`Consumer` gives every delivery its own task, aio-pika message and handler call: as much
+CPU per message as the inbound projection's own work. `BatchConsumer`
 takes deliveries straight from the aiormq channel under the robust channel (re-subscribing
 when it reopens after a broker drop), buffers them and hands the handler a list of payloads;
 the handler answers one outcome per payload (None: done, or an `Outcome` such as

@@ -3,17 +3,16 @@ ASCII digits read in a default region): phonenumbers' parse, validate and format
 the general-purpose work.
 
 `phonenumbers.parse` accepts anything a person might type (letters, RFC 3966, extensions,
-Unicode digits) and pays for it on every call, with a regex cache lookup per pattern:
-parse, validate and format took 65-130 µs a number here; for a 1,000-recipient request of
-new numbers that was most of the time the API spent. This module takes the same steps in
-the same order (IDD prefix, country code, the default region's code without '+', national
-prefix, lengths, then "is it of any known type" in the region the number belongs to) on
-the same metadata, with each region's patterns compiled once and its type patterns joined
-into one per length: 8-20 µs a number (`normalize_number`, uncached). Steps for
-input it is never given (letters, extensions, Unicode digits) are left out. What it returns
-is what phonenumbers returns: `tests/sms/test_numparse.py` checks that number by number,
-over random numbers of every country code and numbers varied from every region's examples,
-in international, national and IDD forms.
+Unicode digits) and pays for it on every call, with a regex cache lookup per pattern: for
+a 1,000-recipient request of new numbers that was most of the time the API spent. This
+module takes the same steps in the same order (IDD prefix, country code, the default
+region's code without '+', national prefix, lengths, then "is it of any known type" in the
+region the number belongs to) on the same metadata, with each region's patterns compiled
+once and its type patterns joined into one per length: several times faster (figures:
+README). Steps for input it is never given (letters, extensions, Unicode digits) are left
+out. What it returns is what phonenumbers returns: `tests/sms/test_numparse.py` checks
+that number by number, over random numbers of every country code and numbers varied from
+every region's examples, in international, national and IDD forms.
 
 It reads phonenumbers' metadata (`PhoneMetadata` and `PhoneNumberDesc` attributes, the
 `COUNTRY_CODE_TO_REGION_CODE` table) and repeats the steps of its private helpers, named

@@ -44,8 +44,8 @@ _MAX_RAW_LENGTH = 64  # '+7 (916) 000-12-34' is 18 characters: 64 is no number a
 def normalize_number(raw: str, default_region: str | None = "RU") -> str:
     """E.164 from '8 (920) 304-86-06', '+7…', '7…' or '00…' forms; else InvalidNumberError.
 
-    Numbers are parsed and validated as phonenumbers does it, by `numparse` (~20-45 µs a
-    number); the same numbers come back all the time (campaign lists, retries, OTPs), so
+    Numbers are parsed and validated as phonenumbers does it, by `numparse`; the same
+    numbers come back all the time (campaign lists, retries, OTPs), so
     the answer for each cleaned number (at most 17 characters) is remembered (about 10 MB
     when full). The cache is keyed on the cleaned form, never on the raw text: a number
     padded with a megabyte of spaces would otherwise be kept as a megabyte-long key."""

@@ -173,8 +173,8 @@ class MessageRepository:
         PostgreSQL caches a generic plan of a prepared statement after five runs, costed
         for a 10-element array: while the outbox is small that plan is a sequential scan,
         kept when the outbox grows, and deleting 1,000 confirmed jobs then read every row
-        of it and every dead row not vacuumed yet (33-54 ms a batch, PostgreSQL's largest
-        cost in bench_api). Planned with the real array the delete is an index scan."""
+        of it and every dead row not vacuumed yet (PostgreSQL's largest cost in bench_api).
+        Planned with the real array the delete is an index scan."""
         return DirectConnection(
             asyncpg_dsn(self.engine.url),
             server_settings={"plan_cache_mode": "force_custom_plan"},
