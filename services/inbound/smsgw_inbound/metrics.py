@@ -65,3 +65,7 @@ TABLE_BYTES = Gauge(
     "Bytes on disk of a store table (indexes and TOAST included), measured each retention pass",
     ["table"],
 )
+POISON_ISOLATED = Counter(
+    "smsgw_inbound_poison_isolated_total",
+    "Events that failed on their own in the store while their batch was applied without them",
+)

@@ -45,14 +45,26 @@ Consumers = BatchConsumer[StatusEvent] | Consumer[InboundPart] | Consumer[Heartb
 class StatusHandler:
     """Batch handler of `status_queue`: one store transaction per batch of events."""
 
-    def __init__(self, projector: Projector) -> None:
+    def __init__(self, projector: Projector, engine: AsyncEngine | None = None) -> None:
         self.projector = projector
+        self.engine = engine
+
+    async def store_answers(self) -> bool:
+        """Whether the store answers a trivial query at once (then a batch that keeps
+        failing is the batch's fault, and is split)."""
+        if self.engine is None:
+            return False
+        async with asyncio.timeout(3), self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        return True
 
     async def handle(self, events: Sequence[StatusEvent]) -> list[BaseException | None]:
         """One outcome per event once the store has the batch: None (ack) when applied,
         a duplicate or parked; unknown messages go to the DLQ; an event that fails on its
         own is requeued (the consumer dead-letters it once it keeps failing)."""
-        results = await apply_retrying(self.projector.apply_batch, events, "projection")
+        results = await apply_retrying(
+            self.projector.apply_batch, events, "projection", store_answers=self.store_answers
+        )
         out: list[BaseException | None] = []
         for event, result in zip(events, results, strict=True):
             if isinstance(result, Exception):
@@ -113,7 +125,7 @@ async def run(settings: Settings, stop: asyncio.Event, metrics_port: int | None 
     port = await health.start()
     log.info("health and metrics on port %d", port)
 
-    status = StatusHandler(Projector(engine, cfg.report_match_window))
+    status = StatusHandler(Projector(engine, cfg.report_match_window), engine)
     receiver = Receiver(engine, cfg.reassembly_timeout)
     expirer = Expirer(engine, cfg.expiry_grace)
     dispatcher = Dispatcher(WebhookRepository(engine), settings.webhooks)

@@ -2,8 +2,13 @@
 
 While the store is unreachable a batch is retried here, in place, with backoff: the messages
 stay unacked (bounded by the prefetch) instead of being requeued, which would spend the
-quorum queue's delivery limit and dead-letter events during a database outage. An item that
-fails on its own is failed alone, never the whole batch.
+quorum queue's delivery limit and dead-letter events during a database outage.
+
+A batch that keeps failing while the store answers (a statement that times out on one
+locked row, a deadlock that comes back, a value the store refuses) is split in halves until
+the event that fails on its own is found: the rest is applied, that one is failed alone
+(the consumer retries it, then dead-letters it), with a log line naming it and
+`smsgw_inbound_poison_isolated_total`.
 """
 
 from __future__ import annotations
@@ -45,30 +50,74 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
+BATCH_RETRIES = 3  # transient failures of one batch, while the store answers, before a split
+
+
+def describe(item: object) -> str:
+    """What a log line names an item by (its event and message ids when it has them)."""
+    parts = [
+        f"{attr}={getattr(item, attr)}"
+        for attr in ("event_id", "message_id")
+        if getattr(item, attr, None) is not None
+    ]
+    return " ".join(parts) or type(item).__name__
+
+
 async def apply_retrying(
     apply: Callable[[Sequence[T]], Awaitable[Sequence[R]]],
     items: Sequence[T],
     name: str,
     max_backoff: float = MAX_BACKOFF_S,
+    store_answers: Callable[[], Awaitable[bool]] | None = None,
 ) -> list[R | Exception]:
     """`apply(items)`, retried while the store is unreachable; one result per item, or the
-    exception of an item that fails on its own (the rest of its batch is applied)."""
+    exception of an item that fails on its own (the rest of its batch is applied).
+
+    A transient error is retried in place; after `BATCH_RETRIES` of them in a row, if
+    `store_answers()` says the store is fine, the batch is the problem and is split."""
     backoff = Backoff(FIRST_BACKOFF_S, max(FIRST_BACKOFF_S, max_backoff))
+    failures = 0
     while True:
         try:
             results = await apply(items)
         except Exception as exc:
             if is_transient(exc):
-                delay = backoff.next()
-                log.warning("%s: store error, retrying in %.1fs: %r", name, delay, exc)
-                await pause(delay)
-                continue
-            if len(items) == 1:
-                return [exc]
-            log.warning("%s: batch of %d failed (%r); applying one by one", name, len(items), exc)
-            out: list[R | Exception] = []
-            for item in items:
-                out.extend(await apply_retrying(apply, [item], name, max_backoff))
-            return out
+                failures += 1
+                if (
+                    failures < BATCH_RETRIES
+                    or store_answers is None
+                    or not await _answers(store_answers)
+                ):
+                    delay = backoff.next()
+                    log.warning("%s: store error, retrying in %.1fs: %r", name, delay, exc)
+                    await pause(delay)
+                    continue
+            return await _split(apply, items, name, max_backoff, store_answers, exc)
         metrics.BATCH_SIZE.observe(len(items))
         return list(results)
+
+
+async def _split(
+    apply: Callable[[Sequence[T]], Awaitable[Sequence[R]]],
+    items: Sequence[T],
+    name: str,
+    max_backoff: float,
+    store_answers: Callable[[], Awaitable[bool]] | None,
+    exc: Exception,
+) -> list[R | Exception]:
+    if len(items) == 1:
+        metrics.POISON_ISOLATED.inc()
+        log.error("%s: %s fails on its own: %r", name, describe(items[0]), exc)
+        return [exc]
+    log.warning("%s: batch of %d keeps failing (%r); splitting it", name, len(items), exc)
+    half = len(items) // 2
+    out = await apply_retrying(apply, items[:half], name, max_backoff, store_answers)
+    out += await apply_retrying(apply, items[half:], name, max_backoff, store_answers)
+    return out
+
+
+async def _answers(store_answers: Callable[[], Awaitable[bool]]) -> bool:
+    try:
+        return await store_answers()
+    except Exception:
+        return False

@@ -21,7 +21,13 @@ def _hide(url: str) -> str:
     return urlunparse(u)
 
 
-def make_engine(database_url: str, *, pool_size: int = 10, max_overflow: int = 10) -> AsyncEngine:
+def make_engine(
+    database_url: str,
+    *,
+    pool_size: int = 10,
+    max_overflow: int = 10,
+    command_timeout: float = 30.0,
+) -> AsyncEngine:
     """An asyncpg engine; short connect/command timeouts so a dead store fails fast."""
     return create_async_engine(
         to_asyncpg_url(database_url),
@@ -31,7 +37,7 @@ def make_engine(database_url: str, *, pool_size: int = 10, max_overflow: int = 1
         pool_timeout=5,
         connect_args={
             "timeout": 5,
-            "command_timeout": 30,
+            "command_timeout": command_timeout,
             "server_settings": {"application_name": "smsgw"},
         },
     )
