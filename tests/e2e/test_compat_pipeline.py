@@ -19,6 +19,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+import websockets
 
 from smsgw_shared.amqp import AmqpConnection, Topology
 from smsgw_shared.config import Settings
@@ -269,3 +270,52 @@ async def _first_data(
         return await asyncio.wait_for(reader, 30)
     finally:
         reader.cancel()
+
+
+async def test_smsapiserver_websockets_submit_and_deliver_the_receipt(gateway: Gateway) -> None:
+    base = gateway.stack.api_url.replace("http://", "ws://")
+    headers = gateway.bearer
+    async with (
+        websockets.connect(base + "/v1/ws/jsonrpc/events", additional_headers=headers) as events,
+        websockets.connect(base + "/v1/ws/jsonrpc", additional_headers=headers) as rpc,
+    ):
+
+        async def next_text() -> str:
+            call = json.loads(await events.recv())
+            assert call["method"] == "SM.Deliver"
+            await events.send(json.dumps({"id": call["id"], "result": None, "error": None}))
+            return str(call["params"][0]["text"])
+
+        # As with SSE: nothing says the event stream is live until an event comes through.
+        canary = "canary " + uuid.uuid4().hex[:8]
+        async with httpx.AsyncClient(base_url=gateway.stack.modem_control) as sim:
+            for _ in range(20):
+                r = await sim.post(
+                    "/modems/2/inject", json={"from": "+79215550001", "text": canary}
+                )
+                assert r.status_code in (200, 201), r.text
+                try:
+                    while await asyncio.wait_for(next_text(), 3) != canary:
+                        pass
+                    break
+                except TimeoutError:
+                    continue
+            else:
+                raise AssertionError("the event WebSocket never delivered the canary")
+
+        params = {"src": "bart", "dst": MODEM_NUMBER, "text": "rpc", "register": "final"}
+        await rpc.send(json.dumps({"method": "SM.Submit", "params": [params], "id": 1}))
+        reply = json.loads(await asyncio.wait_for(rpc.recv(), 30))
+        assert reply["id"] == 1 and reply["error"] is None, reply
+        mid = reply["result"]["message_id"]
+
+        async def receipt() -> str:
+            while True:
+                text = await next_text()
+                if f"id:{mid} " in text:
+                    return text
+
+        assert "stat:DELIVRD" in await asyncio.wait_for(receipt(), 30)
+        await rpc.send(json.dumps({"method": "SM.Query", "params": [{"message_id": mid}], "id": 2}))
+        reply = json.loads(await asyncio.wait_for(rpc.recv(), 30))
+        assert reply["id"] == 2 and reply["result"]["message_state"] == "DELIVERED", reply
