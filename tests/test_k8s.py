@@ -299,3 +299,27 @@ def test_every_kustomization_lists_files_that_exist() -> None:
             assert (kustomization.parent / entry).exists(), f"{kustomization}: {entry}"
         for patch in data.get("patches", []):
             assert (kustomization.parent / patch["path"]).exists(), f"{kustomization}: {patch}"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_workers_keep_their_journal_on_a_volume_they_can_write(overlay: str) -> None:
+    """workers.state_dir (/app/.run/state in the image) holds the journal of sent jobs:
+    on a PersistentVolumeClaim of its own, writable by the image's user (uid 10001)."""
+    docs = render(overlay)
+    claims = _of(docs, "PersistentVolumeClaim")
+    seen = set()
+    for component in ("smpp-worker", "modem-worker"):
+        for dep in _by_component(docs, component):
+            spec = dep["spec"]["template"]["spec"]
+            name = dep["metadata"]["name"]
+            mounts = {m["mountPath"]: m["name"] for m in _container(dep)["volumeMounts"]}
+            volume = {v["name"]: v for v in spec["volumes"]}[mounts["/app/.run/state"]]
+            claim = volume["persistentVolumeClaim"]["claimName"]
+            assert claim in claims and claim not in seen, (name, claim)
+            seen.add(claim)
+            assert claims[claim]["spec"]["accessModes"] == ["ReadWriteOnce"]
+            assert spec["securityContext"]["fsGroup"] == 10001, name
+    for dep in _of(docs, "Deployment").values():
+        c = _container(dep)
+        if c["securityContext"].get("readOnlyRootFilesystem"):
+            assert "/tmp" in {m["mountPath"] for m in c["volumeMounts"]}, dep["metadata"]["name"]
