@@ -87,6 +87,10 @@ class SmppBindConfig(_Section):
     tls: bool = False
     enquire_link_interval: float = Field(30.0, gt=0)
     response_timeout: float = Field(10.0, gt=0)
+    # Seconds a deliver_sm_resp (receipt, incoming SMS) waits for the broker to confirm the
+    # event before answering ESME_RX_T_APPN: a brief broker outage does not leave the
+    # message to the SMSC's retry policy. Keep it well inside the SMSC's response timeout.
+    event_hold: float = Field(20.0, ge=0, le=300)
     reconnect_min: float = Field(1.0, gt=0)
     reconnect_max: float = Field(60.0, gt=0)
     id_format: Literal["auto", "hex", "decimal", "string"] = "auto"

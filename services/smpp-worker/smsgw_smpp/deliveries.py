@@ -1,15 +1,18 @@
 """What the SMSC sends us: delivery receipts and incoming SMS (deliver_sm / data_sm).
 
 Each becomes an event on the broker; the deliver_sm_resp goes out only after the broker
-confirmed it, so a crash in between makes the SMSC redeliver rather than lose it. A failed
-publish answers ESME_RX_T_APPN (§5.1.3: temporary, retry later).
+confirmed it, so a crash in between makes the SMSC redeliver rather than lose it. While the
+broker is away the answer is held (each PDU has its own task) up to the bind's
+`event_hold`; only then ESME_RX_T_APPN (§5.1.3: temporary, retry later).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from smsgw_shared.amqp import Outgoing, Publisher, PublishError, Topology
+from smsgw_shared.backoff import Backoff
 from smsgw_shared.config import SmppBindConfig
 from smsgw_shared.messages import Concat, InboundPart, StatusEvent, utcnow
 from smsgw_shared.sms import Encoding, SmppText, SmsError, decode_short_message
@@ -127,12 +130,44 @@ class DeliveryHandler:
         return await self._incoming(pdu)
 
     async def _publish(self, key: str, payload: StatusEvent | InboundPart) -> int:
-        try:
-            await self.publisher.publish(Outgoing(self.topology.events_exchange, key, payload))
-        except PublishError as exc:
-            log.warning("event not confirmed (%s); SMSC will redeliver", exc)
-            return ESME_RX_T_APPN
-        return 0
+        """0 once the broker confirmed the event. While it is away the answer is kept back,
+        trying again, up to `event_hold` seconds (a brief outage then costs the SMSC a
+        slower answer, not a retry it may never make); only then ESME_RX_T_APPN."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.cfg.event_hold
+        backoff = Backoff(0.2, 2.0)
+        held = False
+        item = Outgoing(self.topology.events_exchange, key, payload)
+        while True:
+            try:
+                await asyncio.wait_for(
+                    self.publisher.publish(item), max(0.1, deadline - loop.time())
+                )
+            except (PublishError, TimeoutError) as exc:
+                left = deadline - loop.time()
+                if left <= 0:
+                    log.warning(
+                        "event not confirmed within %gs (%s); answering ESME_RX_T_APPN",
+                        self.cfg.event_hold,
+                        exc,
+                        extra={"bind": self.cfg.id},
+                    )
+                    if held:
+                        self.metrics.held.labels(self.cfg.id, "refused").inc()
+                    return ESME_RX_T_APPN
+                if not held:
+                    held = True
+                    log.warning(
+                        "event not confirmed (%s); holding the answer up to %gs",
+                        exc,
+                        self.cfg.event_hold,
+                        extra={"bind": self.cfg.id},
+                    )
+                await asyncio.sleep(min(backoff.next(), left))
+                continue
+            if held:
+                self.metrics.held.labels(self.cfg.id, "confirmed").inc()
+            return 0
 
     async def _receipt(self, pdu: sp.Pdu) -> int:
         receipt = parse_receipt(pdu)

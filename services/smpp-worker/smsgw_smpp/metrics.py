@@ -57,6 +57,14 @@ class SmppMetrics:
             ["bind"],
             registry=r,
         )
+        self.held = Counter(
+            "smsgw_smpp_deliveries_held",
+            "deliver_sm answers kept back while the broker was away, by how they ended "
+            "(confirmed: answered OK once the event was confirmed; refused: ESME_RX_T_APPN "
+            "after event_hold)",
+            ["bind", "outcome"],
+            registry=r,
+        )
         self.bad_pdus = Counter(
             "smsgw_smpp_bad_pdus", "Malformed or unknown PDUs from the SMSC", ["bind"], registry=r
         )

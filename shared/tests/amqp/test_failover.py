@@ -6,7 +6,6 @@ going down does."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from urllib.parse import urlparse
 
 import pytest
@@ -15,43 +14,7 @@ from smsgw_shared.amqp import AmqpConnection, Outgoing, Publisher
 from smsgw_shared.amqp.connection import BrokerUnavailable, split_urls
 from smsgw_shared.messages import SendJob
 from smsgw_shared.testing import free_port, wait_for
-
-
-class Relay:
-    """A TCP relay to the broker; `kill()` is its node going down."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.target = (host, port)
-        self.server: asyncio.Server | None = None
-        self.writers: set[asyncio.StreamWriter] = set()
-        self.connections = 0
-
-    async def start(self) -> int:
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        return int(self.server.sockets[0].getsockname()[1])
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        up_reader, up_writer = await asyncio.open_connection(*self.target)
-        self.writers |= {writer, up_writer}
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(ConnectionError, OSError):
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-
-    async def kill(self) -> None:
-        assert self.server is not None
-        self.server.close()
-        for w in self.writers:
-            w.close()
-        self.writers.clear()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.server.wait_closed(), 5)
+from smsgw_shared.testing.relay import TcpRelay
 
 
 def url_via(broker_url: str, port: int) -> str:
@@ -87,7 +50,7 @@ async def test_the_first_url_that_answers_is_used(amqp: AmqpConnection, broker_u
 
 async def test_a_lost_node_is_replaced_by_the_next(amqp: AmqpConnection, broker_url: str) -> None:
     u = urlparse(broker_url)
-    relays = [Relay(u.hostname or "127.0.0.1", u.port or 5672) for _ in range(2)]
+    relays = [TcpRelay(u.hostname or "127.0.0.1", u.port or 5672) for _ in range(2)]
     urls = [url_via(broker_url, await r.start()) for r in relays]
     conn = AmqpConnection(",".join(urls), amqp.topology, name="pytest-failover")
     conn.FAILOVER_EVERY = 0.5
