@@ -192,6 +192,37 @@ def test_forbidden_label_words_catch_the_usual_suspects() -> None:
         assert bad not in ALLOWED_LABELS
 
 
+async def test_request_metrics_carry_the_route_template_never_the_path() -> None:
+    """Ids and phone numbers in a URL stay out of the labels of the API's request metrics."""
+    import httpx
+    from fastapi import FastAPI
+
+    from smsgw_api.middleware import LATENCY, REQUESTS, MetricsMiddleware
+
+    app = FastAPI()
+
+    @app.get("/v1/messages/{message_id}")
+    async def one(message_id: str) -> dict[str, str]:
+        return {"id": message_id}
+
+    values = ["0192f0a4-5b6c-7d8e-9f00-112233445566", "+79160001234", "89203048606"]
+    transport = httpx.ASGITransport(app=MetricsMiddleware(app))
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        for value in values:
+            assert (await client.get(f"/v1/messages/{value}")).status_code == 200
+            assert (await client.get(f"/{value}")).status_code == 404
+    seen = {
+        v
+        for metric in (REQUESTS, LATENCY)
+        for family in metric.collect()
+        for sample in family.samples
+        for v in sample.labels.values()
+    }
+    assert {"/v1/messages/{message_id}", "unmatched"} <= seen
+    for value in values:
+        assert not any(value in label for label in seen), value
+
+
 if __name__ == "__main__":
     print("| metric | type | labels | service | meaning |")
     print("|---|---|---|---|---|")
