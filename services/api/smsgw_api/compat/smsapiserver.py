@@ -33,7 +33,8 @@ from smsgw_shared.store.repos.keys import ApiKey
 
 router = APIRouter(prefix="/v1", tags=["compat: sms-api-server"])
 
-STATUS_TEXT = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 429: "Too Many Requests"}
+STATUS_TEXT = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found"}
+STATUS_TEXT |= {429: "Too Many Requests"}
 STATUS_TEXT |= {502: "Bad Gateway", 503: "Service Unavailable"}
 
 # (name, description, required, options) as the original's forms.
@@ -128,8 +129,9 @@ async def _open_key(conn: HTTPConnection, state: AppState) -> ApiKey | None:
     return key if key is not None and key.revoked_at is None else None
 
 
-async def caller(conn: HTTPConnection, state: AppState, scope: str) -> ApiKey:
-    """The caller's key (headers, `access_token`, or an open network), with `scope`."""
+async def caller(conn: HTTPConnection, state: AppState, scope: str | None) -> ApiKey:
+    """The caller's key (headers, `access_token`, or an open network), with `scope` (None:
+    any key; the JSON-RPC socket checks each call's own)."""
     key = await resolve_key(conn, state)
     token = conn.query_params.get("access_token")
     if key is None and token:
@@ -138,7 +140,7 @@ async def caller(conn: HTTPConnection, state: AppState, scope: str) -> ApiKey:
         key = await _open_key(conn, state)
     if key is None:
         raise ApiError(401, "Unauthorized", {"WWW-Authenticate": 'Bearer realm="smsgw"'})
-    if not key.has_scope(scope):
+    if scope is not None and not key.has_scope(scope):
         raise ApiError(403, f"Forbidden: this key lacks the {scope!r} scope")
     limited = rate_limited(state, key)
     if limited is not None:
@@ -148,6 +150,8 @@ async def caller(conn: HTTPConnection, state: AppState, scope: str) -> ApiKey:
 
 async def submit(state: AppState, key: ApiKey, values: Mapping[str, str]) -> dict[str, str]:
     """SM.Submit: one message to `dst`; our message id."""
+    if not key.has_scope("send"):  # over a WebSocket opened by a read-only key
+        raise ApiError(403, "Forbidden: this key lacks the 'send' scope")
     validate(SUBMIT_FORM, values)
     spec = SendSpec(
         recipients=[values["dst"]],
@@ -181,8 +185,10 @@ async def query(state: AppState, key: ApiKey, values: Mapping[str, str]) -> dict
         mid = uuid.UUID(values["message_id"])
     except ValueError as exc:
         raise failed from exc
+    if not key.has_scope("read"):  # SM.Query over a WebSocket opened by a send-only key
+        raise ApiError(403, "Forbidden: this key lacks the 'read' scope")
     m = await state.messages.get(mid)
-    if m is None or ("admin" not in key.scopes and m.get("api_key_id") not in (None, key.id)):
+    if m is None or (not key.is_admin and m.get("api_key_id") != key.id):
         raise failed
     src = values.get("src")
     if src and m["sender"] and src.lstrip("+") != m["sender"].lstrip("+"):
@@ -297,6 +303,8 @@ async def sse(request: Request, state: StateDep) -> Response:
         key = await caller(request, state, "read")
     except ApiError as exc:
         return exc.response()
+    except STORE_ERRORS:
+        return UNAVAILABLE.response()
 
     async def lines() -> AsyncIterator[str]:
         async for receipt in deliveries(state, key):
@@ -305,7 +313,7 @@ async def sse(request: Request, state: StateDep) -> Response:
     return StreamingResponse(lines(), media_type="text/event-stream")
 
 
-async def _ws_key(ws: WebSocket, scope: str) -> tuple[AppState, ApiKey] | None:
+async def _ws_key(ws: WebSocket, scope: str | None) -> tuple[AppState, ApiKey] | None:
     state: AppState = ws.app.state.smsgw
     try:
         return state, await caller(ws, state, scope)
@@ -316,8 +324,8 @@ async def _ws_key(ws: WebSocket, scope: str) -> tuple[AppState, ApiKey] | None:
 
 @router.websocket("/ws/jsonrpc")
 async def ws_jsonrpc(ws: WebSocket) -> None:
-    """JSON-RPC (Go net/rpc codec): `SM.Submit` and `SM.Query`."""
-    auth = await _ws_key(ws, "send")
+    """JSON-RPC (Go net/rpc codec): `SM.Submit` (`send` scope) and `SM.Query` (`read`)."""
+    auth = await _ws_key(ws, None)
     if auth is None:
         return
     state, key = auth

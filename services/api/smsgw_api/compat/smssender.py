@@ -22,7 +22,7 @@ from smsgw_api.compat.common import (
     rate_limited,
     wait_for_outcome,
 )
-from smsgw_api.deps import AppState, StateDep
+from smsgw_api.deps import AppState, StateDep, route_allowed
 from smsgw_api.problems import Problem
 from smsgw_api.services.ingest import SendSpec
 from smsgw_shared.store.repos.keys import ApiKey
@@ -66,6 +66,10 @@ def _error(code: int | None, text: str, status: int = 500) -> JSONResponse:
 
 
 AUTH_ERROR = {"error": "Authenticate error"}
+
+
+class _NotAllowed(Exception):
+    """The key may not do this command: answered as an unknown token."""
 
 
 def _payload(raw: str | None) -> dict[str, Any]:
@@ -132,12 +136,16 @@ async def _send_sms(state: AppState, key: ApiKey, params: dict[str, Any]) -> JSO
     )
 
 
-async def _balance(state: AppState, params: dict[str, Any]) -> JSONResponse:
+async def _balance(state: AppState, key: ApiKey, params: dict[str, Any]) -> JSONResponse:
     modem = str(params.get("modem") or state.settings.compat.smssender_balance_modem or "")
     if not modem:
         if not state.settings.modems:
             raise SenderError(33, "internal modem error: no modem is configured")
         modem = state.settings.modems[0].id
+    # As `GET /v1/modems/{id}/balance`: the `modems` scope, and a route-limited key's own
+    # modems only. The seed had one answer for a token that may not: 401.
+    if not key.has_scope("modems") or not route_allowed(state, key, f"modem:{modem}"):
+        raise _NotAllowed
     try:
         reply = await state.rpc.modem(modem, "balance", None, state.settings.api.rpc_timeout)
     except Problem as exc:
@@ -174,7 +182,9 @@ async def smssender(request: Request, state: StateDep) -> JSONResponse:
             return await _send_sms(state, key, _payload(query.get("params")))
         if command == "get_balance":
             raw = query.get("params")
-            return await _balance(state, _payload(raw) if raw else {})
+            return await _balance(state, key, _payload(raw) if raw else {})
     except SenderError as exc:
         return _error(exc.code, exc.detail, exc.status)
+    except _NotAllowed:
+        return JSONResponse(AUTH_ERROR, status_code=401)
     return _error(None, f"SmsHandler instance has no attribute '{command}'", 400)

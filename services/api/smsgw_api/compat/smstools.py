@@ -161,13 +161,20 @@ def _sent(value: datetime | None) -> str | None:
     return value.strftime("%y-%m-%d %H:%M:%S") if value else None
 
 
+def _reader(key: ApiKey) -> None:
+    """Lookups are reads: the key needs the `read` scope (the seed had one user class)."""
+    if not key.has_scope("read"):
+        raise SmstoolsError(403, "Forbidden")
+
+
 async def _own(state: AppState, key: ApiKey, message_id: str) -> dict[str, Any]:
+    """The message, if this key sent it (an admin key: any message)."""
     try:
         mid = uuid.UUID(message_id)
     except ValueError as exc:
         raise NOT_FOUND from exc
     m = await state.messages.get(mid)
-    if m is None or ("admin" not in key.scopes and m.get("api_key_id") not in (None, key.id)):
+    if m is None or (not key.is_admin and m.get("api_key_id") != key.id):
         raise NOT_FOUND
     return m
 
@@ -177,12 +184,13 @@ async def list_kind(kind: str, request: Request, state: StateDep) -> JSONRespons
     """`{"total_count", "limit", "message_id": [...]}`, newest first."""
     try:
         key = await basic_key(request, state)
+        _reader(key)
         if kind not in KINDS:
             raise NOT_FOUND
     except SmstoolsError as exc:
         return _answer(exc)
     limit = state.settings.compat.smstools_list_limit
-    owner = None if "admin" in key.scopes else key.id
+    owner = None if key.is_admin else key.id
     ids: list[str] = []
     for status in KINDS[kind]:
         rows = await state.messages.list(
@@ -197,6 +205,7 @@ async def get_one(kind: str, message_id: str, request: Request, state: StateDep)
     """`From` (the sending key's name), `To`, `Sent` (`YY-MM-DD HH:MM:SS`), `message_id`."""
     try:
         key = await basic_key(request, state)
+        _reader(key)
         if kind not in KINDS:
             raise NOT_FOUND
         m = await _own(state, key, message_id)

@@ -20,7 +20,7 @@ TOKEN = "500a7317788e421227edf73552a4dd10"  # the seed's own example token
 
 @pytest.fixture
 async def token(app_state) -> str:
-    await seed_key(app_state, "smssender", TOKEN)
+    await seed_key(app_state, "smssender", TOKEN, scopes=("send", "read", "modems"))
     return TOKEN
 
 
