@@ -1,5 +1,5 @@
-"""The OpenAPI document, completed: how to authenticate, and the problem-details answers
-every native (`/v1`) operation may give, with examples.
+"""The OpenAPI document, completed: how to authenticate, the problem-details answers every
+native (`/v1`) operation may give, with examples, and what the compatible APIs answer.
 
 FastAPI documents what a route declares; the failures that come from shared code (the key
 check, the rate limiter, the body limit, the store) are added here once for every route.
@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from smsgw_api.compat import responses as compat_responses
 from smsgw_api.problems import PROBLEM_JSON
 
 PROBLEM_SCHEMA: dict[str, Any] = {
@@ -128,34 +129,119 @@ def _response(description: str, example: dict[str, Any], headers: dict[str, str]
     return out
 
 
+# Any operation: what uvicorn's parser, the header cap and the body limit answer.
+_MALFORMED: Failure = (
+    400,
+    "Malformed: not valid HTTP, a body that is not JSON, a cursor that is not ours",
+    _problem(400, "malformed_json", "Malformed JSON body", "body: malformed JSON: EOF"),
+    {},
+)
+_HEADERS_TOO_LARGE: Failure = (
+    431,
+    "The request line and headers are over api.max_header_bytes",
+    _problem(
+        431,
+        "headers_too_large",
+        "Request header fields too large",
+        "the request line and headers are limited to 16384 bytes",
+    ),
+    {},
+)
+_UNAVAILABLE = _COMMON[3]
+# What only some operations answer.
+_SPECIFIC: dict[tuple[str, str], list[Failure]] = {
+    ("post", "/v1/keys"): [
+        (
+            409,
+            "A key with this name exists",
+            _problem(409, "key_name_taken", "Key name taken", "a key named 'shop' exists"),
+            {},
+        )
+    ],
+}
+_HEALTH: dict[tuple[str, str], dict[str, Any]] = {
+    ("get", "/readyz"): {
+        "503": {
+            "description": "The broker or the store is unreachable (`failed` names which)",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
+    },
+    ("get", "/metrics"): {
+        "200": {
+            "description": "Prometheus text exposition format",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
+}
+
+
+def _add(responses: dict[str, Any], failure: Failure) -> None:
+    """Document a problem-details answer, beside any other content type the status has."""
+    status, description, example, headers = failure
+    merged = _response(description, example, headers)
+    declared = responses.get(str(status))
+    if declared is None:
+        responses[str(status)] = merged
+        return
+    declared.setdefault("content", {}).setdefault(PROBLEM_JSON, merged["content"][PROBLEM_JSON])
+    if headers:
+        declared.setdefault("headers", {}).update(merged["headers"])
+
+
+def _complete_native(path: str, method: str, op: dict[str, Any], security: Any) -> None:
+    op["security"] = security
+    failures = list(_COMMON)
+    if "{" in path:
+        failures.append(_NOT_FOUND)
+    if method in ("post", "put", "patch"):
+        failures.append(_TOO_LARGE)
+    if "parameters" in op or "requestBody" in op:
+        failures.append(_INVALID)
+    failures += _SPECIFIC.get((method, path), [])
+    responses = op.setdefault("responses", {})
+    for status, answer in responses.items():
+        if status[0] in "45" and "content" not in answer:
+            schema = {"$ref": "#/components/schemas/Problem"}
+            answer["content"] = {PROBLEM_JSON: {"schema": schema}}
+    for status, description, example, headers in failures:
+        declared = responses.get(str(status), {})
+        merged = _response(declared.get("description", description), example, headers)
+        responses[str(status)] = merged
+
+
+def _complete_compat(path: str, method: str, op: dict[str, Any], documented: Any) -> None:
+    op.update({k: v for k, v in documented.items() if k != "responses"})
+    op["responses"] = {status: dict(answer) for status, answer in documented["responses"].items()}
+    schemes = next((v for k, v in compat_responses.SECURITY.items() if path.startswith(k)), [])
+    if schemes:
+        op["security"] = [{name: []} for name in schemes]
+    # A store that is down, below the seed's own handling: problem details.
+    _add(op["responses"], _UNAVAILABLE)
+    if method in ("post", "put", "patch"):
+        _add(op["responses"], _TOO_LARGE)
+
+
 def complete(spec: dict[str, Any]) -> dict[str, Any]:
     """Add the security schemes, the Problem schema and the common failures (keeping any
-    description a route gave a status itself) to every /v1 operation."""
+    description a route gave a status itself) to every /v1 operation; the compatible APIs'
+    own parameters and answers (`compat/responses.py`); and to every operation what the
+    server answers for any request (malformed HTTP, headers over the cap)."""
     components = spec.setdefault("components", {})
     components.setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
     components["securitySchemes"] = SECURITY_SCHEMES
     security: list[dict[str, list[str]]] = [{name: []} for name in SECURITY_SCHEMES]
     for path, operations in spec.get("paths", {}).items():
-        if not path.startswith("/v1/"):
-            continue
         for method, op in operations.items():
-            op["security"] = security
-            failures = list(_COMMON)
-            if "{" in path:
-                failures.append(_NOT_FOUND)
-            if method in ("post", "put", "patch"):
-                failures.append(_TOO_LARGE)
-            if "parameters" in op or "requestBody" in op:
-                failures.append(_INVALID)
+            documented = compat_responses.OPERATIONS.get((method, path))
+            if documented is not None:
+                _complete_compat(path, method, op, documented)
+            elif path.startswith("/v1/"):
+                _complete_native(path, method, op, security)
             responses = op.setdefault("responses", {})
-            for status, answer in responses.items():
-                if status[0] in "45" and "content" not in answer:
-                    schema = {"$ref": "#/components/schemas/Problem"}
-                    answer["content"] = {PROBLEM_JSON: {"schema": schema}}
-            for status, description, example, headers in failures:
-                declared = responses.get(str(status), {})
-                merged = _response(declared.get("description", description), example, headers)
-                responses[str(status)] = merged
+            for status, answer in _HEALTH.get((method, path), {}).items():
+                responses[status] = answer
+            _add(responses, _MALFORMED)
+            _add(responses, _HEADERS_TOO_LARGE)
     return spec
 
 

@@ -1,4 +1,5 @@
-"""How uvicorn serves the API: the request header and WebSocket message size caps.
+"""How uvicorn serves the API: the request header and WebSocket message size caps, and
+problem details for the requests its parser refuses.
 
 uvicorn's `h11_max_incomplete_event_size` caps the request line and headers only with the
 h11 parser; with httptools (installed, and uvicorn's choice when it is) nothing caps them:
@@ -19,6 +20,18 @@ from smsgw_shared.config import Settings
 DEFAULT_MAX_HEADER_BYTES = 16 * 1024  # h11's own default
 
 
+def _problem_answer(problem: Problem, reason: str) -> bytes:
+    """A whole HTTP/1.1 answer carrying problem details, closing the connection."""
+    body = json.dumps(problem.body()).encode()
+    head = (
+        f"HTTP/1.1 {problem.status} {reason}\r\n"
+        f"content-type: {PROBLEM_JSON}\r\n"
+        f"content-length: {len(body)}\r\n"
+        "connection: close\r\n\r\n"
+    )
+    return head.encode("latin-1") + body
+
+
 def _too_large(limit: int) -> bytes:
     problem = Problem(
         431,
@@ -26,14 +39,7 @@ def _too_large(limit: int) -> bytes:
         "Request header fields too large",
         f"the request line and headers are limited to {limit} bytes",
     )
-    body = json.dumps(problem.body()).encode()
-    head = (
-        "HTTP/1.1 431 Request Header Fields Too Large\r\n"
-        f"content-type: {PROBLEM_JSON}\r\n"
-        f"content-length: {len(body)}\r\n"
-        "connection: close\r\n\r\n"
-    )
-    return head.encode("latin-1") + body
+    return _problem_answer(problem, "Request Header Fields Too Large")
 
 
 class CappedHttpToolsProtocol(HttpToolsProtocol):
@@ -46,6 +52,13 @@ class CappedHttpToolsProtocol(HttpToolsProtocol):
         self._header_bytes = 0
         self._in_headers = True
         self._completed = 0  # messages completed on this connection
+
+    def send_400_response(self, msg: str) -> None:
+        """What the parser refuses (a header with a control character, a broken request
+        line…): problem details like every other refusal, not uvicorn's plain text."""
+        problem = Problem(400, "bad_request", "Malformed HTTP request", msg)
+        self.transport.write(_problem_answer(problem, "Bad Request"))
+        self.transport.close()
 
     def on_headers_complete(self) -> None:
         self._in_headers = False
