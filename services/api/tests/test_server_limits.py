@@ -96,3 +96,15 @@ async def test_oversized_websocket_message_closes_the_socket(served, api_setting
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await asyncio.wait_for(ws.recv(), 10)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+
+
+async def test_deeply_nested_websocket_message_is_refused_not_a_server_error(served, admin_key):
+    """JSON nested 50,000 deep on the JSON-RPC socket: closed as unreadable (1003), as any
+    malformed message; never a server error (1011)."""
+    host, port = served
+    url = f"ws://{host}:{port}/v1/ws/jsonrpc?access_token={admin_key}"
+    async with websockets.connect(url) as ws:
+        await ws.send("[" * 50_000)
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 10)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1003
