@@ -254,5 +254,8 @@ def create_app(settings: Settings) -> FastAPI:
     from smsgw_api.routes import include_routers
 
     include_routers(app)
+    from smsgw_api import console
+
+    app.include_router(console.router)  # /console: the operator console (not in OpenAPI)
     openapi.install(app)
     return app
