@@ -380,10 +380,12 @@ def _event_line(ev: dict[str, Any]) -> str:
         text = (d.get("text") or "").replace("\n", " ")
         return f"{ts} {t:<16} {d.get('from')} → {d.get('to') or '-'} via {d.get('route')}: {text}"
     if t == "route.state":
-        return (
-            f"{ts} {t:<16} {d.get('route')} {d.get('previous')} → {d.get('state')}"
-            f" signal {d.get('signal_dbm')} queue {d.get('queue_depth')}"
+        extra = "".join(
+            f" {label} {d[k]}"
+            for label, k in (("signal", "signal_dbm"), ("queue", "queue_depth"))
+            if d.get(k) is not None
         )
+        return f"{ts} {t:<16} {d.get('route')} {d.get('previous') or '-'} → {d.get('state')}{extra}"
     return f"{ts} {t:<16} {json.dumps(d, ensure_ascii=False)}"
 
 
