@@ -150,6 +150,8 @@ def _run(spec: dict[str, Any], base_url: str, name: str, secret: str) -> tuple[A
     return finished, sorted(set(failures))
 
 
+@pytest.mark.timeout(600)  # ~1 min here; a loaded machine may take a few
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # schemathesis 3 on jsonschema 4.18+
 async def test_generated_requests_get_documented_answers(api, base_url, app_state):
     from .compat.util import fresh_key
 
