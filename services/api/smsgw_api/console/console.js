@@ -441,7 +441,7 @@ function deliveryRow(hook, d) {
     el("td", { text: d.event_type }),
     el("td", {}, badge(d.status)),
     el("td", { text: String(d.attempts) }),
-    el("td", { class: "text", text: last }),
+    el("td", { class: "text", text: last.length > 70 ? `${last.slice(0, 70)}…` : last, title: last }),
     el("td", { class: "muted", text: ago(d.updated_at) }),
     el("td", {}, button));
   button.addEventListener("click", async () => {
