@@ -311,6 +311,9 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = "json"
     bootstrap_api_key: str | None = None
     environment: Literal["development", "production"] = "production"
+    # Seconds a service gives the work in hand after SIGTERM/SIGINT (jobs being sent, events
+    # being applied, requests being answered) before it gives the rest back and exits.
+    shutdown_timeout: float = Field(25.0, gt=0)
 
     api: ApiConfig = Field(default_factory=ApiConfig)
     workers: WorkersConfig = Field(default_factory=WorkersConfig)

@@ -40,8 +40,9 @@ from smsgw_api.services.scheduler import Scheduler
 from smsgw_shared.amqp import AmqpConnection, Publisher, Topology
 from smsgw_shared.amqp.rpc import RpcClient as AmqpRpc
 from smsgw_shared.config import Settings
+from smsgw_shared.observability import readiness
 from smsgw_shared.routing import Router
-from smsgw_shared.runtime import stop_tasks, tune_gc
+from smsgw_shared.runtime import ShutdownReport, bounded, stop_tasks, tune_gc
 from smsgw_shared.safety import check_production_safety
 from smsgw_shared.store.db import make_engine
 from smsgw_shared.store.repos.idempotency import IdempotencyRepository
@@ -169,19 +170,28 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
+            # uvicorn has stopped taking requests and given those in hand up to
+            # settings.shutdown_timeout; the jobs they committed are published now (bounded),
+            # what is left stays in the outbox for the relay.
+            report = ShutdownReport(
+                in_hand=dispatcher.backlog,
+                fate="they stay in the outbox; the outbox relay publishes them (any API "
+                "process, or this one when it starts again)",
+            )
             await stop_tasks([backlog_task, broker_task])
             await scheduler.stop()
             await relay.stop()
-            await dispatcher.stop()
+            report.unfinished = await dispatcher.stop(min(5.0, settings.shutdown_timeout))
             await committer.stop()
             for fn in state.extras.get("on_shutdown", []):
                 with contextlib.suppress(Exception):
                     await fn()
-            await amqp_rpc.close()
-            await publisher.close()
-            with contextlib.suppress(Exception):
-                await amqp.close()
+            # Bounded: a broker that does not answer must not hold the process.
+            await bounded(amqp_rpc.close(), "closing the RPC client")
+            await bounded(publisher.close(), "closing the publisher")
+            await bounded(amqp.close(), "closing the broker connection")
             await engine.dispose()
+            report.log(log)
 
     app = FastAPI(
         title="smsgw",
@@ -231,20 +241,20 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/readyz", tags=["health"])
     async def readyz(request: Request) -> JSONResponse:
-        """Broker and store reachable (503 names what is not)."""
+        """Broker and store reachable: each check's state (`checks`), 503 naming what
+        failed (`failed`)."""
         state: AppState = request.app.state.smsgw
-        failed = []
-        if not state.amqp.is_connected:
-            failed.append("broker")
-        try:
-            async with asyncio.timeout(3):
-                async with state.engine.connect() as conn:
-                    await conn.execute(text("SELECT 1"))
-        except Exception:
-            failed.append("store")
-        if failed:
-            return JSONResponse({"status": "unavailable", "failed": failed}, status_code=503)
-        return JSONResponse({"status": "ready"})
+
+        async def broker() -> bool:
+            return state.amqp.is_connected
+
+        async def store() -> bool:
+            async with asyncio.timeout(3), state.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            return True
+
+        body = await readiness({"broker": broker, "store": store})
+        return JSONResponse(body, status_code=200 if body["status"] == "ready" else 503)
 
     @app.get("/metrics", tags=["health"], include_in_schema=True)
     async def metrics() -> Response:

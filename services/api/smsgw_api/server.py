@@ -101,5 +101,6 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "ws_max_size": api.max_ws_message_bytes,
         "log_config": None,
         "access_log": False,
-        "timeout_graceful_shutdown": 10,
+        # Requests in hand at SIGTERM get this long; then the lifespan publishes their jobs.
+        "timeout_graceful_shutdown": max(1, round(settings.shutdown_timeout)),
     }

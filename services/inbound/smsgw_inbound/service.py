@@ -28,7 +28,7 @@ from smsgw_shared.amqp import (
 from smsgw_shared.config import Settings
 from smsgw_shared.messages import Heartbeat, InboundPart, StatusEvent
 from smsgw_shared.observability import HealthServer
-from smsgw_shared.runtime import tune_gc
+from smsgw_shared.runtime import ShutdownReport, bounded, tune_gc
 from smsgw_shared.safety import check_production_safety
 from smsgw_shared.store.db import make_engine
 from smsgw_shared.store.repos.projection import ProjectionRepository
@@ -110,8 +110,11 @@ def _ready_checks(
     return {"broker": broker, "store": store}
 
 
-async def run(settings: Settings, stop: asyncio.Event, metrics_port: int | None = None) -> None:
-    """Run the inbound service until `stop` is set, then stop gracefully."""
+async def run(
+    settings: Settings, stop: asyncio.Event, metrics_port: int | None = None
+) -> ShutdownReport:
+    """Run the inbound service until `stop` is set, then stop gracefully: the events in hand
+    are applied (up to settings.shutdown_timeout), the rest is given back to the broker."""
     check_production_safety(settings)
     cfg = settings.inbound
     engine = make_engine(settings.database_url, pool_size=10, max_overflow=10)
@@ -179,7 +182,8 @@ async def run(settings: Settings, stop: asyncio.Event, metrics_port: int | None 
         await stop.wait()
     finally:
         stop.set()
-        await _shutdown(consumers, tasks, amqp, health, engine)
+        report = await _shutdown(consumers, tasks, amqp, health, engine, settings.shutdown_timeout)
+    return report
 
 
 def _periodic(
@@ -212,14 +216,24 @@ async def _shutdown(
     amqp: AmqpConnection,
     health: HealthServer,
     engine: AsyncEngine,
-) -> None:
+    timeout: float,
+) -> ShutdownReport:
+    health.stopping()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
     # Consumers first: they finish the messages in hand.
-    await asyncio.gather(*(c.stop(timeout=15) for c in consumers), return_exceptions=True)
+    report = ShutdownReport(in_hand=sum(c.in_flight for c in consumers), unit="events")
+    left = await asyncio.gather(
+        *(c.stop(timeout=timeout) for c in consumers), return_exceptions=True
+    )
+    report.unfinished = sum(n for n in left if isinstance(n, int))
     if tasks:
-        await asyncio.wait(tasks, timeout=30)
+        # The webhook dispatcher finishes the deliveries in hand; one cut short is retried
+        # (by any inbound process) once its lease runs out.
+        await asyncio.wait(tasks, timeout=max(1.0, deadline - loop.time()))
     for t in tasks:
         t.cancel()
-    with contextlib.suppress(Exception):
-        await amqp.close()
+    await bounded(amqp.close(), "closing the broker connection")
     await health.stop()
     await engine.dispose()
+    return report

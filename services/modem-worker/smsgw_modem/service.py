@@ -21,12 +21,15 @@ from smsgw_shared.amqp import AmqpConnection, Consumer, Publisher, QueueSpec, To
 from smsgw_shared.config import ModemConfig, Settings
 from smsgw_shared.messages import CancelNotice, ModemRequest, PayloadError, SendJob
 from smsgw_shared.observability import HealthServer
+from smsgw_shared.runtime import ShutdownReport, bounded
 from smsgw_shared.safety import check_production_safety
 
 log = logging.getLogger(__name__)
 
 POOL_ROUTE = "modem:*"
-STOP_TIMEOUT = 90.0  # a send in hand may take send_timeout (60 s) to finish
+# A modem that stops being ready lets its pool consumers finish the send in hand (which may
+# take send_timeout, 60 s); at shutdown the bound is settings.shutdown_timeout instead.
+STOP_TIMEOUT = 90.0
 
 
 def pool_routes(config: ModemConfig) -> list[str]:
@@ -89,6 +92,7 @@ class ModemUnit:
         self.amqp = amqp
         self.topology = amqp.topology
         self.max_attempts = settings.workers.max_attempts
+        self.shutdown_timeout = settings.shutdown_timeout
         own = self.topology.job_queue(f"modem:{config.id}")
         self.supervisor = ModemSupervisor(
             config,
@@ -159,18 +163,29 @@ class ModemUnit:
                 pools, self.pools = self.pools, []
                 await asyncio.gather(*(c.stop(STOP_TIMEOUT) for c in pools), return_exceptions=True)
 
-    async def stop(self) -> None:
-        """Finish the job in hand, stop consuming, close the port."""
+    async def stop(self) -> tuple[int, int]:
+        """Stop consuming, finish the jobs in hand (up to settings.shutdown_timeout; the rest
+        is given back to the broker), close the port. Returns (jobs in hand at the stop,
+        jobs left unfinished)."""
         self._want_pools = False
-        await self._sync_pools()
-        await asyncio.gather(
-            self.own.stop(STOP_TIMEOUT), self.rpc.stop(10.0), return_exceptions=True
+        async with self._pool_lock:
+            pools, self.pools = self.pools, []
+        consumers = [self.own, *pools]
+        in_hand = sum(c.in_flight for c in consumers)
+        left, _ = await asyncio.gather(
+            asyncio.gather(
+                *(c.stop(self.shutdown_timeout) for c in consumers), return_exceptions=True
+            ),
+            self.rpc.stop(min(10.0, self.shutdown_timeout)),
+            return_exceptions=True,
         )
+        unfinished = sum(n for n in left if isinstance(n, int)) if isinstance(left, list) else 0
         self.supervisor.halt.set()
         if self.task is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.task, 15.0)
+                await asyncio.wait_for(self.task, 10.0)
         self.journal.close()
+        return in_hand, unfinished
 
 
 async def _listen_cancels(amqp: AmqpConnection, canceled: CancelRegistry) -> AbstractRobustChannel:
@@ -196,8 +211,9 @@ async def run(
     stop: asyncio.Event,
     modem_ids: list[str] | None = None,
     metrics_port: int | None = None,
-) -> None:
-    """Run the modems (all configured, or `modem_ids`) until `stop` is set."""
+) -> ShutdownReport:
+    """Run the modems (all configured, or `modem_ids`) until `stop` is set; then finish the
+    jobs in hand (bounded) and report what was left."""
     check_production_safety(settings)
     configs = [m for m in settings.modems if modem_ids is None or m.id in modem_ids]
     missing = set(modem_ids or ()) - {m.id for m in configs}
@@ -231,17 +247,23 @@ async def run(
     log.info(
         "modem worker started", extra={"modems": [c.id for c in configs], "metrics_port": bound}
     )
+    report = ShutdownReport()
     try:
         for unit in units:
             await unit.start()
         await stop.wait()
     finally:
+        health.stopping()
         draining.set()
-        await asyncio.gather(*(u.stop() for u in units), return_exceptions=True)
-        with contextlib.suppress(Exception):
-            await cancel_channel.close()
-        await depth.close()
-        await publisher.close()
+        counts = await asyncio.gather(*(u.stop() for u in units), return_exceptions=True)
+        for c in counts:
+            if isinstance(c, tuple):
+                report.in_hand += c[0]
+                report.unfinished += c[1]
+        # Bounded: a broker that does not answer must not hold the process.
+        await bounded(cancel_channel.close(), "closing the cancel channel")
+        await bounded(depth.close(), "closing the queue depth channel")
+        await bounded(publisher.close(), "closing the publisher")
         await health.stop()
-        await amqp.close()
-        log.info("modem worker stopped")
+        await bounded(amqp.close(), "closing the broker connection")
+    return report

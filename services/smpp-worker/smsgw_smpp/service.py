@@ -16,6 +16,7 @@ from smsgw_shared.amqp import AmqpConnection, Publisher, QueueSpec, Topology
 from smsgw_shared.config import Settings
 from smsgw_shared.messages import CancelNotice, PayloadError
 from smsgw_shared.observability import HealthServer
+from smsgw_shared.runtime import ShutdownReport, bounded
 from smsgw_shared.safety import check_production_safety
 from smsgw_smpp.jobs import BoundedSet
 from smsgw_smpp.metrics import SmppMetrics
@@ -84,16 +85,25 @@ class SmppService:
         port = await self.health.start()
         log.info("SMPP worker up", extra={"binds": list(self.workers), "metrics_port": port})
 
-    async def stop(self) -> None:
-        """Stop consuming, drain windows, unbind, close."""
+    async def stop(self) -> ShutdownReport:
+        """Stop consuming, finish the jobs in hand (bounded), drain windows, unbind, close;
+        what was in hand and what was left unfinished (given back to the broker)."""
+        if self.health is not None:
+            self.health.stopping()
         await asyncio.gather(*(w.stop() for w in self.workers.values()), return_exceptions=True)
+        report = ShutdownReport(
+            in_hand=sum(w.in_hand_at_stop for w in self.workers.values()),
+            unfinished=sum(w.unfinished for w in self.workers.values()),
+        )
         if self.health is not None:
             await self.health.stop()
+        # Bounded: a broker that does not answer must not hold the process.
         if self._cancel_channel is not None and not self._cancel_channel.is_closed:
-            await self._cancel_channel.close()
+            await bounded(self._cancel_channel.close(), "closing the cancel channel")
         if self.publisher is not None:
-            await self.publisher.close()
-        await self.amqp.close()
+            await bounded(self.publisher.close(), "closing the publisher")
+        await bounded(self.amqp.close(), "closing the broker connection")
+        return report
 
     async def _broker_ok(self) -> bool:
         return self.amqp.is_connected
@@ -129,7 +139,7 @@ async def run(
     stop: asyncio.Event,
     bind_ids: list[str] | None = None,
     metrics_port: int | None = None,
-) -> None:
+) -> ShutdownReport:
     """Run the binds until `stop` is set, then drain and unbind gracefully."""
     check_production_safety(settings)
     service = SmppService(settings, bind_ids, metrics_port)
@@ -137,7 +147,8 @@ async def run(
     try:
         await stop.wait()
     finally:
-        await service.stop()
+        report = await service.stop()
+    return report
 
 
 __all__ = ["SmppService", "run"]

@@ -10,6 +10,7 @@ from typing import Any
 from smsgw_shared.amqp import AmqpConnection, Consumer, Outgoing, Publisher, QueueSpec, Topology
 from smsgw_shared.config import Settings, SmppBindConfig
 from smsgw_shared.messages import Heartbeat, SendJob
+from smsgw_shared.runtime import bounded
 from smsgw_smpp.bind import SmppBind
 from smsgw_smpp.deliveries import DeliveryHandler
 from smsgw_smpp.jobs import BoundedSet, IdMap, JobSender
@@ -72,7 +73,10 @@ class BindWorker:
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._rpc: Consumer[SmppQueryRequest] | None = None
+        self._consumers: list[Consumer[SendJob]] = []
         self.consuming = False
+        self.in_hand_at_stop = 0  # jobs in hand when `stop` began
+        self.unfinished = 0  # jobs still unfinished at settings.shutdown_timeout, given back
 
     async def start(self) -> None:
         """Start the bind, the consumer supervisor, heartbeats and the query responder."""
@@ -90,15 +94,18 @@ class BindWorker:
         self._tasks.append(asyncio.create_task(self._heartbeat_loop()))
 
     async def stop(self) -> None:
-        """Stop consuming, drain the window (bounded), unbind."""
+        """Stop consuming, finish the jobs in hand (up to settings.shutdown_timeout; the rest
+        is given back to the broker), drain the window (bounded), unbind."""
+        self.in_hand_at_stop = sum(c.in_flight for c in self._consumers)
         self._stopping.set()
         consume = self._tasks[0] if self._tasks else None
         if consume is not None:
-            await asyncio.wait([consume], timeout=self.drain_timeout + 5)
+            await asyncio.wait([consume], timeout=self.settings.shutdown_timeout + 5)
         if self._rpc is not None:
             await self._rpc.stop(timeout=5)
-        await self.bind.stop(self.drain_timeout)
-        await self._publish_heartbeat()
+        # The window is empty unless jobs were given back: their submits get a short wait.
+        await self.bind.stop(self.drain_timeout if not self.unfinished else 5.0)
+        await bounded(self._publish_heartbeat(), "the last heartbeat", 2.0)
         for t in self._tasks:
             t.cancel()
 
@@ -126,15 +133,21 @@ class BindWorker:
                     started.append(c)
             except Exception as exc:
                 log.warning("cannot consume (%r); retrying", exc, extra={"bind": self.cfg.id})
+            self._consumers = started
             self.consuming = len(started) == len(consumers)
             if self.consuming:
                 await _first(self.bind.lost.wait(), self._stopping.wait())
             else:
                 await _first(asyncio.sleep(1.0), self._stopping.wait())
             self.consuming = False
-            await asyncio.gather(
-                *(c.stop(timeout=self.drain_timeout) for c in started), return_exceptions=True
+            stopping = self._stopping.is_set()
+            timeout = self.settings.shutdown_timeout if stopping else self.drain_timeout
+            left = await asyncio.gather(
+                *(c.stop(timeout=timeout) for c in started), return_exceptions=True
             )
+            self._consumers = []
+            if stopping:
+                self.unfinished = sum(n for n in left if isinstance(n, int))
 
     def heartbeat(self) -> Heartbeat:
         """The bind's live state."""

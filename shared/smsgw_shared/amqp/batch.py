@@ -226,8 +226,10 @@ class BatchConsumer(Generic[P]):
     async def _requeue(self, batch: Sequence[aiormq.abc.DeliveredMessage]) -> None:
         await asyncio.gather(*(self._disposition.nack(IncomingMessage(r)) for r in batch))
 
-    async def stop(self, timeout: float = 30.0) -> None:
-        """Stop taking messages, finish the ones in hand (up to `timeout`), close."""
+    async def stop(self, timeout: float = 30.0) -> int:
+        """Stop taking messages, finish the ones in hand (up to `timeout`), close. Returns
+        how many were still unfinished then (given back: the broker redelivers them)."""
+        left = 0
         self._stopping = True
         if self._resubscribing is not None:
             self._resubscribing.cancel()
@@ -242,9 +244,8 @@ class BatchConsumer(Generic[P]):
         try:
             await asyncio.wait_for(self._idle.wait(), timeout)
         except TimeoutError:
-            log.warning(
-                "stop: %d message(s) still in hand; they will be redelivered", self.in_flight
-            )
+            left = self.in_flight
+            log.warning("stop: %d message(s) still in hand; they will be redelivered", left)
         if self._loop_task is not None:
             self._loop_task.cancel()
         for t in list(self._running):
@@ -256,3 +257,4 @@ class BatchConsumer(Generic[P]):
         if self._channel is not None and not self._channel.is_closed:
             await self._channel.close()
         await self._disposition.publisher.close()
+        return left

@@ -263,8 +263,10 @@ class Consumer(Generic[P]):
             current_message_id.reset(token)
         self._disposition.ack(message)
 
-    async def stop(self, timeout: float = 30.0) -> None:
-        """Stop taking messages, finish the ones in hand (up to `timeout`), close."""
+    async def stop(self, timeout: float = 30.0) -> int:
+        """Stop taking messages, finish the ones in hand (up to `timeout`), close. Returns
+        how many were still unfinished then (given back: the broker redelivers them)."""
+        left = 0
         if self._queue is not None and self._tag is not None:
             try:
                 await self._queue.cancel(self._tag)
@@ -273,8 +275,11 @@ class Consumer(Generic[P]):
         try:
             await asyncio.wait_for(self._idle.wait(), timeout)
         except TimeoutError:
+            left = len(self._in_flight)
             log.warning(
-                "stop: %d message(s) still in hand; they will be redelivered", len(self._in_flight)
+                "stop: %d message(s) still in hand; they will be redelivered",
+                left,
+                extra={"queue": self.queue_name},
             )
             for t in list(self._in_flight):
                 t.cancel()
@@ -282,3 +287,4 @@ class Consumer(Generic[P]):
         if self._channel is not None and not self._channel.is_closed:
             await self._channel.close()
         await self._disposition.publisher.close()
+        return left

@@ -203,14 +203,22 @@ class JobDispatcher:
             log.warning("publish failed for %d job(s): %s", len(failed), first)
             await self.repo.release_outbox(failed, str(first))
 
-    async def stop(self, drain_timeout: float = 5.0) -> None:
-        """Publish what is queued (bounded), then stop; leftovers stay in the outbox."""
+    @property
+    def backlog(self) -> int:
+        """Jobs committed (or about to be) and not yet published."""
+        return self._backlog
+
+    async def stop(self, drain_timeout: float = 5.0) -> int:
+        """Publish what is queued (bounded), then stop; leftovers stay in the outbox (the
+        relay publishes them). Returns how many jobs were left unpublished."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(drain_timeout):
                 await self._queue.join()
+        left = self._backlog
         await stop_tasks(self._tasks)
         for conn in self._conns:
             await conn.close()
+        return left
 
 
 class OutboxRelay:
