@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import time
@@ -48,6 +49,17 @@ CLAIM_LIMIT = 500
 QUEUE_PER_SLOT = 8  # deliveries claimed ahead per concurrency slot of an endpoint
 JITTER = 0.2
 RESPONSE_READ_LIMIT = 65536
+
+
+def payload_message_id(payload: str) -> str | None:
+    """The message a webhook body is about (`data.message_id` of `message.status`), for the
+    log lines that follow one message through every service."""
+    try:
+        data = json.loads(payload).get("data")
+    except (ValueError, AttributeError):
+        return None
+    mid = data.get("message_id") if isinstance(data, dict) else None
+    return mid if isinstance(mid, str) else None
 
 
 @dataclass
@@ -263,7 +275,25 @@ class Dispatcher:
         if status == "dead":
             log.warning(
                 "webhook delivery dead-lettered",
-                extra={"delivery_id": str(d.id), "url": d.url, "error": error},
+                extra={
+                    "delivery_id": str(d.id),
+                    "url": d.url,
+                    "error": error,
+                    "message_id": payload_message_id(d.payload),
+                },
+            )
+        elif log.isEnabledFor(logging.DEBUG):  # per delivery attempt: DEBUG
+            log.debug(
+                "webhook delivery %s",
+                outcome,
+                extra={
+                    "delivery_id": str(d.id),
+                    "event_type": d.event_type,
+                    "url": d.url,
+                    "status_code": code,
+                    "error": error,
+                    "message_id": payload_message_id(d.payload),
+                },
             )
         return AttemptResult(
             delivery_id=d.id,

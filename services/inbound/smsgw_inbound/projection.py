@@ -141,6 +141,17 @@ class Projector:
             flush_state(work)
             await self.repo.write(conn, work.out)
             await record_events(conn, work.events)
+        if log.isEnabledFor(logging.DEBUG):  # per message: DEBUG
+            for h in work.out.history:
+                log.debug(
+                    "projected %s",
+                    h["state"],
+                    extra={
+                        "message_id": str(h["message_id"]),
+                        "part": h["part"],
+                        "source": h["source"],
+                    },
+                )
         for ev in unique:
             res = results[ev.event_id]
             metrics.EVENTS_APPLIED.labels(ev.state, res).inc()

@@ -274,3 +274,5 @@ class JobSender:
 
     def _count(self, outcome: str) -> None:
         self.metrics.jobs.labels(self.bind.id, outcome).inc()
+        # Per job, so DEBUG; the line carries the job's message_id (set by `handle`).
+        log.debug("job %s", outcome, extra={"bind": self.bind.id})

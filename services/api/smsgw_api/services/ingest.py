@@ -392,6 +392,18 @@ class Ingestor:
             )
         self._charge(key, len(group.ids))
         await self._store(group, outgoing)
+        if log.isEnabledFor(logging.DEBUG):  # per message: DEBUG, off the hot path at INFO
+            for m in result.messages:
+                if m.id is not None:
+                    log.debug(
+                        "accepted",
+                        extra={
+                            "message_id": m.id,
+                            "batch_id": batch_id,
+                            "route": m.route,
+                            "status": m.status,
+                        },
+                    )
         counts = collections.Counter((m.route or "none", m.status) for m in result.messages)
         for (route, state), n in counts.items():
             ACCEPTED.labels(route, state).inc(n)
