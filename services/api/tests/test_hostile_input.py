@@ -3,9 +3,10 @@ every endpoint that takes one (native and compatible), is answered without block
 event loop, and never with a 5xx.
 
 Speed is not asserted: what is bounded is how long the event loop went without running
-other work (a 5 ms timer's lateness) while the request was handled. The bound is wide
-(a loaded 2-core machine stays far under it); the code before the limits moved in front of
-the proportional work blocked the loop for 10-60 s on the same bodies.
+other work (CPU time of its thread between two ticks of a 5 ms timer) while the request
+was handled. The bound is wide (here every body stays under 0.15 s); the code before the
+limits moved in front of the proportional work blocked the loop for 2-80 s on the same
+bodies.
 """
 
 from __future__ import annotations
@@ -30,21 +31,26 @@ from smsgw_shared.sms.phone import normalize_number
 
 from .compat.util import fresh_key
 
-LAG_BOUND = 1.0  # s the loop may be blocked (here: under 0.15 s; before the fix 2-80 s)
+LAG_BOUND = 1.0  # CPU s the loop may be blocked (here: under 0.15 s; before the fix 2-80 s)
 TICK = 0.005
 
 
 @asynccontextmanager
 async def loop_lag() -> AsyncIterator[list[float]]:
-    """The largest lateness of a 5 ms timer while the block runs (in `[0]` afterwards)."""
+    """How long the event loop went without running a 5 ms timer while the block runs, in
+    CPU seconds of the loop's thread (in `[0]` afterwards).
+
+    CPU time, not wall time: on a loaded machine the process may wait for a core, which
+    stretches wall time but is no work of the request's; what blocks the loop is CPU spent
+    in one stretch without yielding."""
     worst = [0.0]
     stop = asyncio.Event()
 
     async def watch() -> None:
         while not stop.is_set():
-            start = time.perf_counter()
+            start = time.thread_time()
             await asyncio.sleep(TICK)
-            worst[0] = max(worst[0], time.perf_counter() - start - TICK)
+            worst[0] = max(worst[0], time.thread_time() - start)
 
     task = asyncio.create_task(watch())
     await asyncio.sleep(TICK * 2)  # the watcher is running before the request starts
@@ -223,7 +229,7 @@ async def test_worst_body_neither_stalls_nor_fails(api, hostile, name):
         assert (await health).status_code == 200
     assert r.status_code < 500, (name, r.status_code, r.text[:300])
     assert r.status_code not in (401, 403), (name, r.text[:300])
-    assert lag[0] < LAG_BOUND, (name, f"event loop blocked for {lag[0]:.2f} s")
+    assert lag[0] < LAG_BOUND, (name, f"event loop blocked for {lag[0]:.2f} CPU s")
 
 
 async def test_over_the_limit_is_refused_before_any_number_is_read(api, hostile, monkeypatch):
