@@ -200,7 +200,8 @@ def cmd_status(api: Api, args: argparse.Namespace) -> int:
     )
     print(
         f"webhooks: {wh['pending']} pending delivery(ies), {wh['retrying']} retrying,"
-        f" oldest {_ago(wh['oldest_age_seconds'])}"
+        f" oldest {_ago(wh['oldest_age_seconds'])}; {wh.get('dead_last_hour', 0)} failed"
+        " for good in the last hour"
     )
     for title, items in (("problems", s["problems"]), ("warnings", s["warnings"])):
         if items:

@@ -28,6 +28,9 @@ from smsgw_shared.config import Settings
 from smsgw_shared.testing.plugin import delete_namespace
 from tests.e2e.stack import Stack
 
+# The first test also waits for the gateway to start; each runs the CLI many times.
+pytestmark = pytest.mark.timeout(400)
+
 MODEM_NUMBER = "+79203048606"  # the default route, modem:*
 SMPP_NUMBER = "+79160001234"  # +7916… goes to smpp:b1
 HOOK_NUMBER = "+79160007777"
@@ -273,6 +276,10 @@ def test_webhook_deliveries_and_redeliver(stack: Stack) -> None:
         did = rows[0]["id"]
         r = smsgw(stack, "webhooks", "deliveries", wid)
         assert did in r.stdout and "dead" in r.stdout and "500" in r.stdout
+        r = smsgw(stack, "status", "--json")
+        s = json.loads(r.stdout)
+        assert s["webhooks"]["dead_last_hour"] >= 1, s["webhooks"]
+        assert any("failed for good" in w for w in s["warnings"]), s["warnings"]
 
         rec.status = 200
         before = len(rec.bodies)

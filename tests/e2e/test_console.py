@@ -101,6 +101,7 @@ async def sign_in(page: Page, key: str) -> None:
     await page.click("#signin-form button")
 
 
+@pytest.mark.timeout(400)  # the gateway's start and one long walk, on a busy host
 async def test_console_in_a_real_browser(
     chromium: str, stack: Stack, client: httpx.AsyncClient, tmp_path: Path
 ) -> None:

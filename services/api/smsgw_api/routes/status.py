@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter
@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from smsgw_api.deps import AdminKey, AppState, StateDep
 from smsgw_api.pagination import iso
 from smsgw_api.routes.modems import routes as route_states
-from smsgw_shared.store.schema import messages, outbox, webhook_deliveries
+from smsgw_shared.store.schema import messages, outbox, webhook_deliveries, webhooks
 
 router = APIRouter(tags=["routes"])
 
@@ -75,6 +75,7 @@ EXAMPLE: dict[str, Any] = {
     "webhooks": {
         "pending": 3,
         "retrying": 1,
+        "dead_last_hour": 0,
         "oldest_pending_at": "2026-12-06T13:58:00+00:00",
         "oldest_age_seconds": 120.0,
     },
@@ -139,10 +140,22 @@ async def _store_figures(conn: AsyncConnection, exchanges: list[str]) -> dict[st
             ).where(wd.status == "pending")
         )
     ).one()
+    # Deliveries given up on in the last hour, per active webhook (its (webhook_id,
+    # created_at) index: no scan of the whole delivery log).
+    active = select(webhooks.c.id).where(webhooks.c.active).scalar_subquery()
+    dead = (
+        await conn.execute(
+            select(func.count()).where(
+                wd.webhook_id.in_(active),
+                wd.created_at > func.now() - timedelta(hours=1),
+                wd.status == "dead",
+            )
+        )
+    ).scalar_one()
     return {
         "queued": queued,
         "outbox": (int(ob[0]), ob[1]),
-        "webhooks": (int(wh[0]), int(wh[1]), wh[2]),
+        "webhooks": (int(wh[0]), int(wh[1]), wh[2], int(dead)),
     }
 
 
@@ -155,7 +168,8 @@ async def status(key: AdminKey, state: StateDep) -> dict[str, Any]:
     """Every route's live state; each route's job queue with its depth, consumers,
     dead-lettered jobs and oldest `queued` message; the inbound queues; the outbox backlog
     (jobs stored but not yet confirmed by the broker) and the webhook backlog (pending
-    deliveries, how many are retrying, the oldest). `ok` is false when something is down:
+    deliveries, how many are retrying, the oldest; deliveries given up on in the last
+    hour). `ok` is false when something is down:
     `problems` says what (a route not connected, the broker or store unreachable, a queue
     holding jobs that no worker consumes, the inbound service not consuming); `warnings`
     lists what deserves a look (dead letters, failing webhook deliveries)."""
@@ -195,7 +209,7 @@ async def status(key: AdminKey, state: StateDep) -> dict[str, Any]:
     if not broker_ok:
         problems.append("the broker (RabbitMQ) is not reachable from the API")
 
-    figures: dict[str, Any] = {"queued": {}, "outbox": (0, None), "webhooks": (0, 0, None)}
+    figures: dict[str, Any] = {"queued": {}, "outbox": (0, None), "webhooks": (0, 0, None, 0)}
     try:
         async with asyncio.timeout(STORE_TIMEOUT):
             async with state.engine.connect() as conn:
@@ -240,9 +254,11 @@ async def status(key: AdminKey, state: StateDep) -> dict[str, Any]:
             problems.append(f"{name}: the inbound service is not consuming")
 
     ob_count, ob_oldest = figures["outbox"]
-    wh_pending, wh_retrying, wh_oldest = figures["webhooks"]
+    wh_pending, wh_retrying, wh_oldest, wh_dead = figures["webhooks"]
     if wh_retrying:
         warnings.append(f"{wh_retrying} webhook deliveries are being retried")
+    if wh_dead:
+        warnings.append(f"{wh_dead} webhook deliveries failed for good in the last hour")
     return {
         "ok": not problems,
         "checked_at": now.isoformat(),
@@ -260,6 +276,7 @@ async def status(key: AdminKey, state: StateDep) -> dict[str, Any]:
         "webhooks": {
             "pending": wh_pending,
             "retrying": wh_retrying,
+            "dead_last_hour": wh_dead,
             "oldest_pending_at": iso(wh_oldest),
             "oldest_age_seconds": _age(now, wh_oldest),
         },
