@@ -232,6 +232,8 @@ async def test_console_in_a_real_browser(
             await sign_in(page, desk_key)
             await expect(page.locator("#send")).to_be_visible()
             await expect(page.locator("#messages")).to_be_visible()
+            await expect(page.locator("#routes-body tr[data-route]")).to_have_count(3)
+            await expect(page.locator("#send-route option")).to_have_count(6)  # auto, 2 pools, 3
             await expect(page.locator("#modems")).to_be_hidden()
             await expect(page.locator("#webhooks")).to_be_hidden()
             # Reloading the tab keeps the session (sessionStorage), still out of the URL.

@@ -129,10 +129,15 @@ function signOut() {
   if (stream) stream.abort();
   stream = null;
   clearInterval(routesTimer);
+  lastEventId = null;
   messageRows.clear();
-  for (const id of ["routes-body", "messages-body", "inbound-body", "webhooks-list"]) {
+  routeRows.clear();
+  inboundIds.clear();
+  for (const id of ["routes-body", "messages-body", "inbound-body", "webhooks-list", "ussd-modem"]) {
     $(id).replaceChildren();
   }
+  $("send-route").replaceChildren(el("option", { value: "", text: "automatic" }));
+  for (const id of ["send-result", "ussd-result"]) $(id).textContent = "";
   $("app").hidden = true;
   $("signout").hidden = true;
   $("who").textContent = "";
