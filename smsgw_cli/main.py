@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -15,6 +16,18 @@ from smsgw_shared.config import ConfigError, Settings, load_settings
 
 def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(args.config) if args.config else load_settings()
+
+
+def _exit_0_after_graceful_stop() -> None:
+    """uvicorn stops gracefully on SIGTERM/SIGINT, then raises the signal again with the
+    handler it found installed: with the default one the process dies by the signal (exit
+    -15). With this one a graceful stop ends with exit code 0, as every service's does."""
+
+    def _exit(signum: int, frame: object) -> None:
+        raise SystemExit(0)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _exit)
 
 
 def cmd_api(args: argparse.Namespace) -> None:
@@ -29,6 +42,7 @@ def cmd_api(args: argparse.Namespace) -> None:
     host = args.host or s.api.host
     port = args.port if args.port is not None else s.api.port
     options = uvicorn_options(s)  # header and WebSocket message caps, logging
+    _exit_0_after_graceful_stop()
     if s.api.workers == 1:
         uvicorn.run(create_app(s), host=host, port=port, **options)
         return
