@@ -200,6 +200,11 @@ async def test_console_in_a_real_browser(
             await page.click("#balance")
             await expect(page.locator("#ussd-result")).to_contain_text("m1: ", timeout=SLOW)
             await expect(page.locator("#ussd-result")).not_to_have_class("result error")
+            await page.select_option("#ussd-modem", "m2")
+            await page.fill("#ussd-code", "*100#")
+            await page.click("#ussd-form button[type=submit]")
+            await expect(page.locator("#ussd-result")).to_contain_text("m2: ", timeout=SLOW)
+            await expect(page.locator("#ussd-result")).not_to_have_class("result error")
 
             # The webhook's dead delivery, redelivered from the console.
             dead = await _dead_delivery(client, webhook_id)
