@@ -7,13 +7,14 @@ UV ?= $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: help install run test test-fast lint format bench migrate clean
+.PHONY: help install run test test-fast lint format bench soak migrate clean
 
 help:
 	@echo "make run    - start the whole gateway with simulated SMSC and modems"
 	@echo "make test   - run the test suite (needs RabbitMQ and PostgreSQL running)"
 	@echo "make lint   - ruff + mypy"
 	@echo "make bench  - benchmarks (print figures)"
+	@echo "make soak   - soak run with faults (SOAK_MINUTES=30, SOAK_RATE=20)"
 
 .tools/bin/uv:
 	python3 -m venv .tools
@@ -50,6 +51,10 @@ format: install
 
 bench: install
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# The gateway for SOAK_MINUTES (30) at SOAK_RATE (20 sends/s) with faults; see bench/soak.py.
+soak: install
+	$(PY) bench/soak.py
 
 clean:
 	rm -rf .run .pytest_cache .mypy_cache .ruff_cache
