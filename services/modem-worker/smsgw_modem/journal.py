@@ -36,29 +36,30 @@ class JobProgress:
     parts: dict[int, int] = field(default_factory=dict)
 
 
-class SendJournal:
-    """job_id → progress and outcome, persisted in `<state_dir>/modem-<id>.journal`."""
+class JsonLinesLog:
+    """Append-only JSON lines, fsynced on one writer thread in call order; compacted to
+    `_snapshot()` on open and when the file grows past `max_lines`. Subclasses keep the
+    state: `_apply` a record, `_snapshot` the records that rebuild it."""
 
-    def __init__(self, path: Path, keep: int = 5000, max_lines: int = 20000) -> None:
+    def __init__(self, path: Path, max_lines: int = 20000) -> None:
         self.path = path
-        self.keep = keep
         self.max_lines = max_lines
-        self._outcomes: OrderedDict[str, str] = OrderedDict()
-        self._progress: dict[str, JobProgress] = {}
         self._lines = 0
         self._fh: TextIO | None = None  # used only by the writer thread after __init__
         self._writer: ThreadPoolExecutor | None = None
+
+    def _open(self) -> None:
+        """Load the file and compact it (before any writer thread exists)."""
         self._load()
         records = self._snapshot()
-        self._rewrite(records)  # compacted on open, before any writer thread exists
+        self._rewrite(records)
         self._lines = len(records)
 
-    @classmethod
-    def for_modem(cls, state_dir: str, modem_id: str) -> SendJournal:
-        """The journal file of one modem."""
-        directory = Path(state_dir)
-        directory.mkdir(parents=True, exist_ok=True)
-        return cls(directory / f"modem-{modem_id}.journal")
+    def _apply(self, record: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def _snapshot(self) -> list[dict[str, Any]]:
+        raise NotImplementedError
 
     def _load(self) -> None:
         if not self.path.exists():
@@ -69,19 +70,6 @@ class SendJournal:
                     self._apply(json.loads(raw))
                 except (ValueError, KeyError, TypeError):
                     log.warning("journal: skipping a torn line", extra={"path": str(self.path)})
-
-    def _apply(self, record: dict[str, Any]) -> None:
-        job = record["job"]
-        if record["k"] == "part":
-            progress = self._progress.setdefault(job, JobProgress())
-            progress.concat_ref = record.get("ref")
-            progress.parts[int(record["i"])] = int(record["mr"])
-        elif record["k"] == "outcome":
-            self._outcomes[job] = record["event"]
-            self._outcomes.move_to_end(job)
-            self._progress.pop(job, None)
-            while len(self._outcomes) > self.keep:
-                self._outcomes.popitem(last=False)
 
     async def _append(self, record: dict[str, Any]) -> None:
         """Apply `record` now; return once its line is on disk (fsynced)."""
@@ -108,17 +96,6 @@ class SendJournal:
         self._fh.flush()
         os.fsync(self._fh.fileno())
 
-    def _snapshot(self) -> list[dict[str, Any]]:
-        records: list[dict[str, Any]] = []
-        for job, progress in self._progress.items():
-            for index, mr in progress.parts.items():
-                records.append(
-                    {"k": "part", "job": job, "ref": progress.concat_ref, "i": index, "mr": mr}
-                )
-        for job, event in self._outcomes.items():
-            records.append({"k": "outcome", "job": job, "event": event})
-        return records
-
     def _rewrite(self, records: list[dict[str, Any]]) -> None:
         """Replace the file with `records` (atomically: a temporary file, fsynced, renamed)."""
         if self._fh is not None:
@@ -140,6 +117,48 @@ class SendJournal:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
+
+
+class SendJournal(JsonLinesLog):
+    """job_id → progress and outcome, persisted in `<state_dir>/modem-<id>.journal`."""
+
+    def __init__(self, path: Path, keep: int = 5000, max_lines: int = 20000) -> None:
+        super().__init__(path, max_lines)
+        self.keep = keep
+        self._outcomes: OrderedDict[str, str] = OrderedDict()
+        self._progress: dict[str, JobProgress] = {}
+        self._open()
+
+    @classmethod
+    def for_modem(cls, state_dir: str, modem_id: str) -> SendJournal:
+        """The journal file of one modem."""
+        directory = Path(state_dir)
+        directory.mkdir(parents=True, exist_ok=True)
+        return cls(directory / f"modem-{modem_id}.journal")
+
+    def _apply(self, record: dict[str, Any]) -> None:
+        job = record["job"]
+        if record["k"] == "part":
+            progress = self._progress.setdefault(job, JobProgress())
+            progress.concat_ref = record.get("ref")
+            progress.parts[int(record["i"])] = int(record["mr"])
+        elif record["k"] == "outcome":
+            self._outcomes[job] = record["event"]
+            self._outcomes.move_to_end(job)
+            self._progress.pop(job, None)
+            while len(self._outcomes) > self.keep:
+                self._outcomes.popitem(last=False)
+
+    def _snapshot(self) -> list[dict[str, Any]]:
+        records: list[dict[str, Any]] = []
+        for job, progress in self._progress.items():
+            for index, mr in progress.parts.items():
+                records.append(
+                    {"k": "part", "job": job, "ref": progress.concat_ref, "i": index, "mr": mr}
+                )
+        for job, event in self._outcomes.items():
+            records.append({"k": "outcome", "job": job, "event": event})
+        return records
 
     def outcome(self, job_id: str) -> StatusEvent | None:
         """The outcome already recorded for this job, if any."""

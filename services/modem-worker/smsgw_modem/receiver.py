@@ -1,4 +1,11 @@
-"""Incoming SMS and delivery reports: read, publish, and only then delete (TS 27.005 §3.4)."""
+"""Incoming SMS and delivery reports: read, keep on local disk, delete from the SIM, publish.
+
+A PDU the modem hands over goes into the worker's inbox (`inbox.py`, fsynced) before it is
+deleted from the SIM (TS 27.005 §3.4) and leaves the inbox once the broker confirmed its
+event; direct `+CMT`/`+CDS` PDUs go into the inbox as they arrive. While the broker is away
+the SIM keeps emptying, nothing waits in memory only, and `flush` publishes what is left
+once the broker is back (or after a restart).
+"""
 
 from __future__ import annotations
 
@@ -9,10 +16,10 @@ import re
 from smsgw_modem.at.engine import Urc
 from smsgw_modem.at.errors import AtError
 from smsgw_modem.events import EventSink
+from smsgw_modem.inbox import Inbox
 from smsgw_modem.metrics import metrics
 from smsgw_modem.modem import Modem, StoredMessage
 from smsgw_shared.amqp import PublishError
-from smsgw_shared.backoff import Backoff, pause
 from smsgw_shared.messages import Concat, InboundPart, StatusEvent
 from smsgw_shared.messages.events import StatusState
 from smsgw_shared.sms import (
@@ -78,14 +85,23 @@ def inbound_part(deliver: SmsDeliver, route: str) -> InboundPart:
     )
 
 
+def _is_outgoing(pdu: str) -> bool:
+    """An SMS-SUBMIT stored in the SIM (a draft or sent copy), not something received."""
+    try:
+        return isinstance(decode_pdu(pdu), SmsSubmit)
+    except (PduError, SmsError):
+        return False
+
+
 class Receiver:
     """Turns stored messages and `+CMTI`/`+CDSI`/`+CMT`/`+CDS` URCs into events."""
 
-    def __init__(self, modem_id: str, route: str, events: EventSink) -> None:
+    def __init__(self, modem_id: str, route: str, events: EventSink, inbox: Inbox) -> None:
         self.modem_id = modem_id
         self.route = route
         self._events = events
-        # Sweep and URC reads take turns, so one stored message is not published twice.
+        self.inbox = inbox
+        # Sweep, URC reads and inbox flushes take turns, so one PDU is not published twice.
         self._lock = asyncio.Lock()
 
     async def handle_urc(self, modem: Modem, urc: Urc) -> None:
@@ -101,25 +117,13 @@ class Receiver:
                 if stored is not None:
                     await self.process_stored(modem, stored)
         elif line.startswith(("+CMT:", "+CDS:")) and urc.pdu:
-            # Routed directly (+CNMI mt=2 / ds=1): it exists nowhere else, so keep trying
-            # to publish it until the broker takes it (back-off up to 30 s).
-            backoff = Backoff(0.5, 30.0)
-            while True:
-                try:
-                    await self._publish_pdu(urc.pdu)
-                    return
-                except PublishError as exc:
-                    delay = backoff.next()
-                    log.warning(
-                        "direct URC not published, retrying in %.1fs: %s",
-                        delay,
-                        exc,
-                        extra={"modem": self.modem_id},
-                    )
-                    await pause(delay)
+            # Routed directly (+CNMI mt=2 / ds=1): it exists nowhere else but on our disk.
+            async with self._lock:
+                n = await self.inbox.add(urc.pdu)
+                await self._deliver(n, urc.pdu)
 
     async def sweep(self, modem: Modem) -> int:
-        """`AT+CMGL=4`: publish and delete every received message and report; return the count."""
+        """`AT+CMGL=4`: take every received message and report; return the count."""
         done = 0
         async with self._lock:
             for stored in await modem.list_messages():
@@ -128,24 +132,43 @@ class Receiver:
         return done
 
     async def process_stored(self, modem: Modem, stored: StoredMessage) -> bool:
-        """Publish one stored message, then delete it; False when it stays in storage."""
-        if stored.stat in (2, 3):
+        """Keep one stored message in the inbox, delete it, publish it; False when it is
+        not ours to take (stored outgoing messages) and stays in storage."""
+        if stored.stat in (2, 3) or _is_outgoing(stored.pdu):
             return False  # TS 27.005 <stat> 2/3: stored outgoing messages, not ours to take
-        try:
-            published = await self._publish_pdu(stored.pdu)
-        except PublishError as exc:
-            log.warning(
-                "publish failed; message kept for the next sweep",
-                extra={"modem": self.modem_id, "index": stored.index, "error": str(exc)},
-            )
-            return False
-        if not published:
-            return False
+        n = await self.inbox.add(stored.pdu)
         try:
             await modem.delete_message(stored.index)
         except AtError as exc:
-            # Published but not deleted: the next sweep publishes a duplicate, never a loss.
+            # Kept and not deleted: the next sweep takes it again, a duplicate, never a loss.
             log.warning("AT+CMGD failed", extra={"modem": self.modem_id, "error": str(exc)})
+        await self._deliver(n, stored.pdu)
+        return True
+
+    async def flush(self) -> int:
+        """Publish what the inbox still holds, oldest first, until the broker refuses;
+        returns how many went."""
+        done = 0
+        async with self._lock:
+            for n, pdu in self.inbox.pending():
+                if not await self._deliver(n, pdu):
+                    break
+                done += 1
+        if done:
+            log.info("inbox flushed", extra={"modem": self.modem_id, "count": done})
+        return done
+
+    async def _deliver(self, n: int, pdu: str) -> bool:
+        """Publish one inbox entry; forget it once confirmed. False: kept for a flush."""
+        try:
+            await self._publish_pdu(pdu)
+        except PublishError as exc:
+            log.warning(
+                "not published; kept in the inbox until the broker is back",
+                extra={"modem": self.modem_id, "entry": n, "error": str(exc)},
+            )
+            return False
+        await self.inbox.done(n)
         return True
 
     async def _publish_pdu(self, pdu: str) -> bool:

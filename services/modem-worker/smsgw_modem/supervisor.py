@@ -15,6 +15,7 @@ from smsgw_modem.at.engine import AtEngine, Urc
 from smsgw_modem.at.errors import AtError, AtTimeout, CommandError
 from smsgw_modem.at.transport import PortOpenError, open_port, run_login_script
 from smsgw_modem.events import EventSink
+from smsgw_modem.inbox import Inbox
 from smsgw_modem.metrics import metrics
 from smsgw_modem.modem import Modem, ModemInfo, csq_to_dbm
 from smsgw_modem.receiver import Receiver
@@ -48,7 +49,12 @@ class ModemSupervisor:
         self.route = f"modem:{config.id}"
         self.heartbeat_interval = settings.workers.heartbeat_interval
         self.events = events
-        self.receiver = Receiver(config.id, self.route, events)
+        self.receiver = Receiver(
+            config.id,
+            self.route,
+            events,
+            Inbox.for_modem(settings.workers.state_dir, config.id),
+        )
         self.draining = draining  # the service is stopping: jobs waiting for the modem give up
         self.halt = asyncio.Event()  # close the port and return
         self.on_ready = on_ready
@@ -169,10 +175,21 @@ class ModemSupervisor:
                 self._reset.set()
                 return
 
+    async def _inbox_loop(self) -> None:
+        """Publish what the inbox holds (after a broker outage, or left by the last run),
+        connected to the modem or not."""
+        while True:
+            try:
+                await self.receiver.flush()
+            except Exception:
+                log.exception("inbox flush failed", extra={"modem": self.config.id})
+            await asyncio.sleep(min(self.config.sweep_interval, 5.0))
+
     # -- life cycle ----------------------------------------------------------------------
     async def run(self) -> None:
         """Keep the modem connected until `halt` is set."""
         beats = asyncio.create_task(self._heartbeat_loop(), name=f"hb-{self.config.id}")
+        flusher = asyncio.create_task(self._inbox_loop(), name=f"inbox-{self.config.id}")
         cap = self.config.reconnect_max
         backoff = Backoff(min(1.0, cap), cap)
         try:
@@ -205,9 +222,11 @@ class ModemSupervisor:
                 await pause(delay, self.halt)
         finally:
             self.state = "stopped"
-            beats.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await beats
+            for task in (beats, flusher):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            self.receiver.inbox.close()
             await self._beat()
 
     async def _session(self) -> None:
