@@ -28,6 +28,7 @@ from smsgw_api.compat.common import rate_limited
 from smsgw_api.compat.event_feed import FeedEvent, feed_for
 from smsgw_api.deps import AppState, StateDep, resolve_key
 from smsgw_api.problems import STORE_ERRORS, Problem
+from smsgw_api.services.event_hub import Subscription, TooManyStreams
 from smsgw_api.services.ingest import SendSpec
 from smsgw_shared.store.repos.keys import ApiKey
 
@@ -288,9 +289,22 @@ async def delivery(state: AppState, event: FeedEvent) -> dict[str, Any] | None:
     return {"src": m["to_number"], "dst": m["sender"] or "", "text": text, "emsclass": ESM_RECEIPT}
 
 
-async def deliveries(state: AppState, key: ApiKey) -> AsyncIterator[dict[str, Any]]:
+async def open_deliveries(state: AppState, key: ApiKey) -> Subscription:
+    """A live place in the event stream for this key, started (everything from now on is
+    delivered), or a 429 over the stream limits: before the response or the accept."""
+    try:
+        sub = feed_for(state).open(key, EVENT_TYPES)
+    except TooManyStreams as exc:
+        raise ApiError(429, str(exc), {"Retry-After": "5"}) from exc
+    await sub.start()
+    return sub
+
+
+async def deliveries(
+    state: AppState, key: ApiKey, sub: Subscription | None = None
+) -> AsyncIterator[dict[str, Any]]:
     """Incoming SMS and receipts for this key, from now on."""
-    async for event in feed_for(state).subscribe(key, EVENT_TYPES):
+    async for event in feed_for(state).subscribe(key, EVENT_TYPES, sub):
         receipt = await delivery(state, event)
         if receipt is not None:
             yield receipt
@@ -301,13 +315,14 @@ async def sse(request: Request, state: StateDep) -> Response:
     """`Data: {"src", "dst", "text", "emsclass"}` per event, as the original writes it."""
     try:
         key = await caller(request, state, "read")
+        sub = await open_deliveries(state, key)
     except ApiError as exc:
         return exc.response()
     except STORE_ERRORS:
         return UNAVAILABLE.response()
 
     async def lines() -> AsyncIterator[str]:
-        async for receipt in deliveries(state, key):
+        async for receipt in deliveries(state, key, sub):
             yield "Data: " + json.dumps(receipt) + "\n\n"
 
     return StreamingResponse(lines(), media_type="text/event-stream")
@@ -361,11 +376,16 @@ async def ws_events(ws: WebSocket) -> None:
     if auth is None:
         return
     state, key = auth
+    try:
+        sub = await open_deliveries(state, key)
+    except ApiError:
+        await ws.close(code=1013)  # try again later: over the stream limits
+        return
     await ws.accept()
 
     async def calls() -> None:
         n = 0
-        async for receipt in deliveries(state, key):
+        async for receipt in deliveries(state, key, sub):
             await ws.send_text(json.dumps({"method": "SM.Deliver", "params": [receipt], "id": n}))
             n += 1
 
