@@ -26,6 +26,8 @@ class Stack:
     amqp_url: str
     api_key: str
     modems: int = 2
+    webhook_retry: str = "[0.3, 0.6]"  # webhooks.retry_schedule
+    bind_extra: str = ""  # more keys of the [[smpp.binds]] table
     ports: dict[str, int] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     config: Path | None = None
@@ -82,7 +84,7 @@ metrics_port = {self.ports["inbound"]}
 reassembly_timeout = 30.0
 [webhooks]
 allow_private = true
-retry_schedule = [0.3, 0.6]
+retry_schedule = {self.webhook_retry}
 [simulators]
 smsc = true
 modems = {self.modems}
@@ -96,6 +98,7 @@ dlr_delay = 0.2
 [[smpp.binds]]
 id = "b1"
 port = {self.ports["smsc"]}
+{self.bind_extra}
 [routing]
 default = "modem:*"
 [[routing.rules]]
