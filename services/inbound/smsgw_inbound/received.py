@@ -11,7 +11,6 @@ storable (`storable.py`): refused characters replaced, absurd concatenation info
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import uuid
@@ -25,6 +24,7 @@ from smsgw_inbound.events import MESSAGE_RECEIVED, LogEvent, iso, record_events,
 from smsgw_inbound.storable import clean, raw_octets, storable
 from smsgw_inbound.store_retry import is_transient
 from smsgw_shared.amqp import DeliveryInfo
+from smsgw_shared.backoff import Backoff, pause
 from smsgw_shared.messages import InboundPart, utcnow
 from smsgw_shared.store.repos.inbound import InboundRepository, PartGroup
 
@@ -110,7 +110,7 @@ class Receiver:
         """Store one part (acked after commit). While the store is unreachable the part is
         retried here, in place: requeueing would spend the quorum queue's delivery limit
         and dead-letter incoming SMS during a database outage."""
-        delay = 0.1
+        backoff = Backoff(0.1, STORE_RETRY_MAX_S)
         while True:
             try:
                 result = await self.store(part)
@@ -118,9 +118,9 @@ class Receiver:
             except Exception as exc:
                 if not is_transient(exc):
                     raise
+                delay = backoff.next()
                 log.warning("store unavailable, retrying in %.1fs: %r", delay, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, STORE_RETRY_MAX_S)
+                await pause(delay)
         metrics.INBOUND_RECEIVED.labels(result).inc()
 
     async def store(self, part: InboundPart) -> str:
