@@ -26,7 +26,7 @@ import pytest
 from smsgw_shared.amqp import AmqpConnection, Topology
 from smsgw_shared.config import Settings
 from smsgw_shared.testing.plugin import delete_namespace
-from tests.e2e.stack import Stack
+from tests.e2e.stack import Stack, wait_routes_connected
 
 # The first test also waits for the gateway to start; each runs the CLI many times.
 pytestmark = pytest.mark.timeout(400)
@@ -74,14 +74,7 @@ async def _ready(stack: Stack) -> None:
     async with httpx.AsyncClient(
         base_url=stack.api_url, headers={"Authorization": f"Bearer {stack.api_key}"}
     ) as c:
-        deadline = asyncio.get_running_loop().time() + 60
-        while True:
-            body = (await c.get("/v1/routes")).json()
-            if all(x["connected"] for x in body["modems"] + body["binds"]):
-                return
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"routes not connected: {body}")
-            await asyncio.sleep(0.2)
+        await wait_routes_connected(c, timeout=60)
 
 
 async def delete_broker_namespace(namespace: str, broker_url: str) -> None:

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import aiohttp
 
@@ -48,7 +47,7 @@ def _run_and_terminate(*argv: str) -> tuple[int, list[dict[str, object]]]:
     )
     assert p.stdout is not None
     assert p.stdout.readline().strip() == "READY"
-    time.sleep(0.2)  # the signal handlers are installed before main runs; be safe anyway
+    # READY comes from main, which runs after the signal handlers are installed.
     p.send_signal(signal.SIGTERM)
     _, err = p.communicate(timeout=60)
     lines = [json.loads(ln) for ln in err.splitlines() if ln.startswith("{")]

@@ -164,6 +164,18 @@ to = "smpp:b1"
         raise AssertionError(f"{url} not ready within {timeout}s")
 
 
+async def wait_routes_connected(client: httpx.AsyncClient, timeout: float = 120) -> None:
+    """Poll `GET /v1/routes` (with `client`'s key) until every modem and bind is connected."""
+    deadline = time.monotonic() + timeout
+    while True:
+        body = (await client.get("/v1/routes")).json()
+        if all(x["connected"] for x in body["modems"] + body["binds"]):
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"routes not connected: {body}")
+        await asyncio.sleep(0.2)
+
+
 def _free_block(n: int) -> int:
     """A base port with n consecutive free ports."""
     for _ in range(50):

@@ -26,7 +26,7 @@ import httpx
 import pytest
 from playwright.async_api import Page, async_playwright, expect
 
-from tests.e2e.stack import Stack
+from tests.e2e.stack import Stack, wait_routes_connected
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -73,17 +73,6 @@ def chromium() -> str:
     return CHROMIUM
 
 
-async def _routes_connected(client: httpx.AsyncClient) -> None:
-    deadline = asyncio.get_running_loop().time() + 120
-    while True:
-        body = (await client.get("/v1/routes")).json()
-        if all(x["connected"] for x in body["modems"] + body["binds"]):
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"routes not connected: {body}")
-        await asyncio.sleep(0.2)
-
-
 async def _dead_delivery(client: httpx.AsyncClient, webhook_id: str) -> dict[str, Any]:
     deadline = asyncio.get_running_loop().time() + 60
     while True:
@@ -105,7 +94,7 @@ async def sign_in(page: Page, key: str) -> None:
 async def test_console_in_a_real_browser(
     chromium: str, stack: Stack, client: httpx.AsyncClient, tmp_path: Path
 ) -> None:
-    await _routes_connected(client)
+    await wait_routes_connected(client)
     for asset, kind in (("console.js", "text/javascript"), ("console.css", "text/css")):
         r = await client.get(f"/console/{asset}")
         assert r.status_code == 200 and r.headers["content-type"].startswith(kind)

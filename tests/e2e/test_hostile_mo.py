@@ -9,7 +9,6 @@ info (a single message). One stack per simulator; each kind is checked on its ow
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import random
@@ -25,7 +24,7 @@ import pytest
 from aiohttp import web
 
 from smsgw_shared.sms.pdu_fields import encode_address, encode_timestamp
-from smsgw_shared.testing import free_port
+from smsgw_shared.testing import free_port, wait_for
 from smsgw_smpp import pdu as sp
 from tests.e2e.stack import Stack
 
@@ -101,23 +100,12 @@ async def hooks_for(client: httpx.AsyncClient) -> AsyncIterator[Hooks]:
         await runner.cleanup()
 
 
-async def poll(probe: Any, what: str, timeout: float = TIMEOUT) -> Any:
-    """Call `probe` until it returns something truthy."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while asyncio.get_running_loop().time() < deadline:
-        found = await probe()
-        if found:
-            return found
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"{what}: not seen within {timeout}s")
-
-
 async def connected(client: httpx.AsyncClient) -> None:
     async def probe() -> bool:
         body = (await client.get("/v1/routes")).json()
         return all(x["connected"] for x in body["modems"] + body["binds"])
 
-    await poll(probe, "every modem and bind connected")
+    await wait_for(probe, TIMEOUT, 0.2)
 
 
 async def stored(client: httpx.AsyncClient, hooks: Hooks, sender: str) -> dict[str, Any]:
@@ -129,7 +117,7 @@ async def stored(client: httpx.AsyncClient, hooks: Hooks, sender: str) -> dict[s
         assert r.status_code == 200, r.text
         return list(r.json()["data"])
 
-    [msg] = await poll(listed, f"inbound message from {sender[:40]}")
+    [msg] = await wait_for(listed, TIMEOUT, 0.2)
     r = await client.get(f"/v1/inbound/{msg['id']}")
     assert r.status_code == 200, r.text
     one = dict(r.json())
@@ -137,7 +125,7 @@ async def stored(client: httpx.AsyncClient, hooks: Hooks, sender: str) -> dict[s
     async def hooked() -> dict[str, Any] | None:
         return hooks.from_(sender)
 
-    hook = await poll(hooked, f"webhook for {sender[:40]}")
+    hook = await wait_for(hooked, TIMEOUT, 0.2)
     for name in ("id", "from", "to", "text", "complete", "parts"):
         assert hook[name] == one[name], name
     assert hook.get("raw_hex") == one.get("raw_hex")

@@ -8,10 +8,9 @@ The outage is real for the worker: it reaches RabbitMQ through a TCP relay that 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import pytest
 
@@ -24,16 +23,7 @@ from smsgw_shared.config import Settings
 from smsgw_shared.messages import utcnow
 from smsgw_shared.sms import build_deliver_pdus
 from smsgw_shared.testing import wait_for
-from smsgw_shared.testing.relay import TcpRelay
-
-
-@pytest.fixture
-async def relay(broker_url: str) -> AsyncIterator[TcpRelay]:
-    u = urlparse(broker_url)
-    r = TcpRelay(u.hostname or "127.0.0.1", u.port or 5672)
-    await r.start()
-    yield r
-    await r.kill()
+from smsgw_shared.testing.relay import TcpRelay, url_through
 
 
 def on_disk(state_dir: str) -> set[int]:
@@ -48,9 +38,7 @@ def on_disk(state_dir: str) -> set[int]:
 
 
 def through(settings: Settings, relay: TcpRelay) -> Settings:
-    u = urlparse(settings.amqp_url)
-    url = u._replace(netloc=f"{u.username}:{u.password}@127.0.0.1:{relay.port}").geturl()
-    return settings.model_copy(update={"amqp_url": url})
+    return settings.model_copy(update={"amqp_url": url_through(settings.amqp_url, relay.port)})
 
 
 async def test_inbox_keeps_entries_until_done_across_reopen(tmp_path: Path) -> None:
@@ -71,9 +59,10 @@ async def test_sms_received_while_the_broker_is_away_is_kept_and_published_later
     events: Any,
     mk_modem: Callable[..., Any],
     setup_modems: Any,
-    relay: TcpRelay,
+    broker_relay: TcpRelay,
     direct: bool,
 ) -> None:
+    relay = broker_relay
     # Stored and indicated with +CMTI, or routed directly with +CMT (CNMI mt=2).
     init = ["AT+CNMI=2,2,0,1,0"] if direct else []
     settings = through(setup_modems(mk_modem(1, init_commands=init)), relay)

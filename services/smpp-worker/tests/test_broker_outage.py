@@ -8,36 +8,27 @@ The outage is real for the worker: it reaches RabbitMQ through a TCP relay that 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from urllib.parse import urlparse
-
-import pytest
 
 from smsgw_shared.amqp import AmqpConnection
 from smsgw_shared.config import Settings
-from smsgw_shared.testing.relay import TcpRelay
+from smsgw_shared.testing.relay import TcpRelay, url_through
 
 from .conftest import EventLog, SimControl, running_service, with_bind
 
 
-@pytest.fixture
-async def relay(broker_url: str) -> AsyncIterator[TcpRelay]:
-    u = urlparse(broker_url)
-    r = TcpRelay(u.hostname or "127.0.0.1", u.port or 5672)
-    await r.start()
-    yield r
-    await r.kill()
-
-
 def through(settings: Settings, relay: TcpRelay, port: int, hold: float) -> Settings:
-    u = urlparse(settings.amqp_url)
-    url = u._replace(netloc=f"{u.username}:{u.password}@127.0.0.1:{relay.port}").geturl()
+    url = url_through(settings.amqp_url, relay.port)
     return with_bind(settings, port, event_hold=hold).model_copy(update={"amqp_url": url})
 
 
 async def test_an_incoming_sms_waits_out_a_broker_outage(
-    settings: Settings, amqp: AmqpConnection, sim: SimControl, events: EventLog, relay: TcpRelay
+    settings: Settings,
+    amqp: AmqpConnection,
+    sim: SimControl,
+    events: EventLog,
+    broker_relay: TcpRelay,
 ) -> None:
+    relay = broker_relay
     async with running_service(through(settings, relay, sim.sim.port, hold=30), amqp) as svc:
         await relay.kill()
         inject = asyncio.create_task(
@@ -55,8 +46,13 @@ async def test_an_incoming_sms_waits_out_a_broker_outage(
 
 
 async def test_past_the_hold_the_smsc_is_told_to_retry(
-    settings: Settings, amqp: AmqpConnection, sim: SimControl, events: EventLog, relay: TcpRelay
+    settings: Settings,
+    amqp: AmqpConnection,
+    sim: SimControl,
+    events: EventLog,
+    broker_relay: TcpRelay,
 ) -> None:
+    relay = broker_relay
     async with running_service(through(settings, relay, sim.sim.port, hold=1.0), amqp) as svc:
         await relay.kill()
         try:

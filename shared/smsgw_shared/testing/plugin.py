@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from smsgw_shared.amqp import AmqpConnection, Topology
 from smsgw_shared.config import Settings
+from smsgw_shared.testing.relay import TcpRelay
 
 AMQP_URL = os.environ.get("SMSGW_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 DATABASE_URL = os.environ.get(
@@ -51,6 +52,17 @@ def postgres_url() -> str:
             pytrace=False,
         )
     return DATABASE_URL
+
+
+@pytest.fixture
+async def broker_relay(broker_url: str) -> AsyncIterator[TcpRelay]:
+    """A TCP relay in front of the test broker: kill it to take the broker away from
+    whatever connects through it (`url_through(settings.amqp_url, relay.port)`)."""
+    u = urlparse(broker_url)
+    relay = TcpRelay(u.hostname or "127.0.0.1", u.port or 5672)
+    await relay.start()
+    yield relay
+    await relay.kill()
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from urllib.parse import urlparse
 
 
 class TcpRelay:
@@ -53,3 +54,9 @@ class TcpRelay:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 5)
             self._server = None
+
+
+def url_through(url: str, port: int) -> str:
+    """A broker URL pointed at 127.0.0.1:`port` (a relay), its credentials kept."""
+    u = urlparse(url)
+    return u._replace(netloc=f"{u.username}:{u.password}@127.0.0.1:{port}").geturl()

@@ -14,12 +14,7 @@ from smsgw_shared.amqp import AmqpConnection, Outgoing, Publisher
 from smsgw_shared.amqp.connection import BrokerUnavailable, split_urls
 from smsgw_shared.messages import SendJob
 from smsgw_shared.testing import free_port, wait_for
-from smsgw_shared.testing.relay import TcpRelay
-
-
-def url_via(broker_url: str, port: int) -> str:
-    u = urlparse(broker_url)
-    return u._replace(netloc=f"{u.username}:{u.password}@127.0.0.1:{port}").geturl()
+from smsgw_shared.testing.relay import TcpRelay, url_through
 
 
 def job(mid: str) -> SendJob:
@@ -33,14 +28,14 @@ def test_urls_are_split_on_commas() -> None:
 
 
 async def test_the_first_url_that_answers_is_used(amqp: AmqpConnection, broker_url: str) -> None:
-    dead = url_via(broker_url, free_port())  # nothing listens there
+    dead = url_through(broker_url, free_port())  # nothing listens there
     conn = AmqpConnection(f"{dead},{broker_url}", amqp.topology, name="pytest-failover")
     await conn.connect(timeout=5)
     try:
         assert conn.url == broker_url and conn.is_connected
     finally:
         await conn.close()
-    dead2 = url_via(broker_url, free_port())
+    dead2 = url_through(broker_url, free_port())
     with pytest.raises(BrokerUnavailable) as refused:
         await AmqpConnection(f"{dead},{dead2}", amqp.topology).connect(timeout=5)
     for url in (dead, dead2):  # each URL tried, and said so
@@ -51,7 +46,7 @@ async def test_the_first_url_that_answers_is_used(amqp: AmqpConnection, broker_u
 async def test_a_lost_node_is_replaced_by_the_next(amqp: AmqpConnection, broker_url: str) -> None:
     u = urlparse(broker_url)
     relays = [TcpRelay(u.hostname or "127.0.0.1", u.port or 5672) for _ in range(2)]
-    urls = [url_via(broker_url, await r.start()) for r in relays]
+    urls = [url_through(broker_url, await r.start()) for r in relays]
     conn = AmqpConnection(",".join(urls), amqp.topology, name="pytest-failover")
     conn.FAILOVER_EVERY = 0.5
     await conn.connect(timeout=5)
