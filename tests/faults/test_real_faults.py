@@ -190,6 +190,7 @@ async def fault_stack(
         s.stop_all()
 
 
+@pytest.mark.timeout(900)  # ~1 min alone; under a whole suite on 2 cores it took over 2
 async def test_nothing_accepted_is_lost_through_real_faults(
     fault_stack: Stack, database_url: str
 ) -> None:
