@@ -86,6 +86,70 @@ class SendResponse(BaseModel):
     messages: list[AcceptedMessage]
 
 
+Time = Annotated[str | None, Field(json_schema_extra={"format": "date-time"})]
+
+
+class HistoryEntry(BaseModel):
+    """One line of a message's history, in the order things happened."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    state: str
+    part: int | None = Field(description="The part it concerns; null: the whole message")
+    source: str = Field(description="api, scheduler, the route that reported it, projection…")
+    error_code: str | None
+    detail: str | None
+    at: Time = Field(
+        description="When it happened (RFC 3339): never before the submission it reports on; "
+        "the history is in this order"
+    )
+    reported_at: Time = Field(
+        description="The time the report itself gave (an SMSC receipt's minute-resolution "
+        "`done date`), which may be before `at`; null when the line had no report "
+        "(queued, canceled, a derived state) or was recorded before this was kept"
+    )
+
+
+class PartDetail(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    index: int
+    status: str
+    route: str | None
+    provider_id: str | None
+    error_code: str | None
+    submitted_at: Time
+    updated_at: Time
+
+
+class MessageDetail(BaseModel):
+    """`GET /v1/messages/{id}`."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    id: str
+    batch_id: str
+    to: str
+    from_: str | None = Field(alias="from")
+    text: str
+    status: str
+    encoding: str
+    parts: int
+    route: str
+    reference: str | None
+    error_code: str | None
+    error: str | None
+    flash: bool
+    validity: int | None
+    send_at: Time
+    created_at: Time
+    updated_at: Time
+    sent_at: Time
+    done_at: Time
+    parts_detail: list[PartDetail]
+    history: list[HistoryEntry]
+
+
 class PreviewRequest(BaseModel):
     """`POST /v1/messages/preview`: segment count without sending."""
 

@@ -38,6 +38,7 @@ async def test_send_one_is_stored_and_published(api, admin_headers, amqp: AmqpCo
     detail = got.json()
     assert detail["status"] == "queued" and detail["reference"] == "r-1"
     assert [h["state"] for h in detail["history"]] == ["queued"]
+    assert detail["history"][0]["at"] and detail["history"][0]["reported_at"] is None
 
 
 async def test_many_recipients_routing_and_invalid_ones(api, admin_headers, amqp):
@@ -132,6 +133,10 @@ async def test_openapi_and_health(api):
     assert r.status_code == 200
     paths = json.loads(r.text)["paths"]
     assert "/v1/messages" in paths and "/v1/keys" in paths
+    detail = paths["/v1/messages/{message_id}"]["get"]["responses"]["200"]["content"]
+    assert detail["application/json"]["schema"] == {"$ref": "#/components/schemas/MessageDetail"}
+    entry = json.loads(r.text)["components"]["schemas"]["HistoryEntry"]["properties"]
+    assert {"at", "reported_at"} <= set(entry)
     assert (await api.get("/healthz")).json() == {"status": "ok"}
     ready = await api.get("/readyz")
     assert ready.status_code == 200, ready.text

@@ -293,6 +293,7 @@ class Projector:
                 "error_code": ev.error_code,
                 "detail": history_detail(ev.error, ev.occurred_at, at),
                 "occurred_at": at,
+                "reported_at": ev.occurred_at,
             }
         )
         for idx in outcome.changed_parts:
@@ -311,6 +312,7 @@ class Projector:
                     "error_code": msg.error_code,
                     "detail": None,
                     "occurred_at": at,
+                    "reported_at": None,
                 }
             )
         w.events.append(

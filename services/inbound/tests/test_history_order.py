@@ -1,6 +1,7 @@
 """History as it happened: a receipt's `done date` has minute resolution, so a part submitted
 at 12:34:29 can be reported delivered at 12:34:00. The delivery is recorded no earlier than
-the submission (history order, `done_at`), and the reported time is kept with it."""
+the submission (history order, `done_at`), and the reported time is kept with it (the
+history line's `reported_at`, the status event's `reported_at`)."""
 
 from __future__ import annotations
 
@@ -103,6 +104,10 @@ async def _check(engine: AsyncEngine, mid: uuid.UUID, sent_at: datetime, done: d
     assert times == sorted(times)
     assert history[2]["occurred_at"] == sent_at
     assert history[2]["detail"] == f"reported at {iso(done)}"
+    # Each line keeps the time its report gave: none for the API's `queued`, the receipt's
+    # done date for `delivered` (though it is placed at the submission).
+    assert [h["reported_at"] for h in history] == [None, sent_at, done]
+    assert m["done_at"] >= m["sent_at"]
     events = await logged(engine, message_id=mid)
     data = [e["payload"]["data"] for e in events]
     assert [d["status"] for d in data] == ["sent", "delivered"]
@@ -140,6 +145,7 @@ async def test_undelivered_receipt_keeps_its_error_and_reported_time(engine: Asy
     m = await message_row(engine, mid)
     assert (m["status"], m["done_at"]) == ("undelivered", sent_at)
     assert m["history"][-1]["detail"] == f"stat UNDELIV (reported at {iso(done)})"
+    assert m["history"][-1]["reported_at"] == done
 
 
 async def test_history_read_in_the_order_things_happened(engine: AsyncEngine) -> None:
@@ -159,3 +165,30 @@ async def test_history_read_in_the_order_things_happened(engine: AsyncEngine) ->
     await projector.apply_batch([sending])
     m = await message_row(engine, mid)
     assert [h["state"] for h in m["history"]] == ["queued", "sending", "sent"]
+
+
+async def test_a_derived_line_has_no_reported_time(engine: AsyncEngine) -> None:
+    """`partially_delivered` is the projection's conclusion, not a report: no reported_at."""
+    projector = Projector(engine, 7 * 86400)
+    sent_at, done = _times()
+    mid = await add_message(engine, parts=2)
+    a, b = uuid.uuid4().hex[:12], uuid.uuid4().hex[:12]
+    sent = StatusEvent(
+        message_id=str(mid),
+        state="sent",
+        route="smpp:b1",
+        parts=[PartRef(index=1, provider_id=a), PartRef(index=2, provider_id=b)],
+        occurred_at=sent_at,
+    )
+    later = done + timedelta(minutes=2)
+    await projector.apply_batch([sent, _receipt(a, later), _receipt(b, later, "undelivered")])
+    m = await message_row(engine, mid)
+    assert m["status"] == "partially_delivered"
+    lines = [(h["state"], h["source"], h["reported_at"]) for h in m["history"]]
+    assert lines == [
+        ("queued", "api", None),
+        ("sent", "smpp:b1", sent_at),
+        ("delivered", "smpp:b1", later),
+        ("undelivered", "smpp:b1", later),
+        ("partially_delivered", "projection", None),
+    ]

@@ -142,6 +142,7 @@ message_events = Table(
     Column("detail", Text, nullable=True),
     _ts("occurred_at", False, True),
     _ts("recorded_at", False, True),
+    _ts("reported_at"),  # the time the report gave (a receipt's done date); migration 0009
     Index("ix_message_events_message", "message_id", "id"),
     UniqueConstraint("source_event_id", "message_id", "part", name="uq_message_events_source"),
 )

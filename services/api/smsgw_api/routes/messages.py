@@ -15,7 +15,13 @@ from fastapi.responses import JSONResponse
 from smsgw_api.deps import AppState, ReadKey, SendKey, StateDep
 from smsgw_api.pagination import decode_cursor, encode_cursor, iso, time_range
 from smsgw_api.problems import Problem
-from smsgw_api.schemas import PreviewRequest, PreviewResponse, SendRequest, SendResponse
+from smsgw_api.schemas import (
+    MessageDetail,
+    PreviewRequest,
+    PreviewResponse,
+    SendRequest,
+    SendResponse,
+)
 from smsgw_api.services.ingest import SendSpec
 from smsgw_shared.amqp import Outgoing
 from smsgw_shared.ids import uuid7_strings
@@ -260,6 +266,7 @@ def message_view(m: dict[str, Any], detail: bool = False) -> dict[str, Any]:
                 "error_code": h["error_code"],
                 "detail": h["detail"],
                 "at": iso(h["occurred_at"]),
+                "reported_at": iso(h["reported_at"]),
             }
             for h in m.get("history", [])
         ]
@@ -279,9 +286,13 @@ def _visible(key: ApiKey, m: dict[str, Any]) -> bool:
     return "admin" in key.scopes or m.get("api_key_id") in (None, key.id)
 
 
-@router.get("/{message_id}", summary="A message with parts and history")
+@router.get(
+    "/{message_id}", response_model=MessageDetail, summary="A message with parts and history"
+)
 async def get_message(message_id: str, key: ReadKey, state: StateDep) -> dict[str, Any]:
-    """State, parts with provider ids, state history and error of one message."""
+    """State, parts with provider ids, state history and error of one message. Each history
+    line has `at` (when it happened; the order of the history) and `reported_at` (the time
+    its report gave, e.g. an SMSC receipt's minute-resolution done date; null if none)."""
     m = await state.messages.get(_parse_id(message_id))
     if m is None or not _visible(key, m):
         raise Problem(404, "message_not_found", "No such message", f"no message {message_id}")
