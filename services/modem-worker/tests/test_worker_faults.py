@@ -164,7 +164,7 @@ async def test_one_hung_modem_does_not_stall_another(
     await events.wait_connected("modem:m2")
     sim.device(2).state.faults.hang = True  # hangs for good (no reconnect cure)
     await worker.send(job("i2", route="modem:m2"))
-    await asyncio.sleep(0.3)
+    await events.wait_status("i2", "sending")  # m2 has it in hand, hung on it
     await worker.send(job("i1"))
     await events.wait_status("i1", "sent", timeout=5)
     sim.device(2).state.faults.hang = False

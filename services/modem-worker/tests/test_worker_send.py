@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
+import logging
 from collections.abc import Callable
 from typing import Any
+
+import pytest
 
 from smsgw_modem.sim import Simulator
 from smsgw_shared.amqp import AmqpConnection, Outgoing, Publisher, Topology
 from smsgw_shared.messages import CancelNotice, SendJob
+from smsgw_shared.testing import wait_for
 
 
 def job(route: str = "modem:m1", **fields: Any) -> SendJob:
@@ -168,7 +171,9 @@ async def test_canceled_job_is_skipped(
     amqp: AmqpConnection,
     mk_modem: Callable[..., Any],
     setup_modems: Any,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="smsgw_modem.service")
     await worker.start(setup_modems(mk_modem(1)))
     await events.wait_connected("modem:m1")
     publisher = Publisher(amqp)
@@ -176,7 +181,11 @@ async def test_canceled_job_is_skipped(
         Outgoing(amqp.topology.events_exchange, Topology.CANCEL_KEY, CancelNotice(message_id="c1"))
     )
     await publisher.close()
-    await asyncio.sleep(0.2)
+
+    async def cancel_taken() -> bool:  # the worker has it before the job arrives
+        return any(getattr(r, "canceled_message_id", None) == "c1" for r in caplog.records)
+
+    await wait_for(cancel_taken, timeout=10)
     await worker.send(job(message_id="c1"))
     await worker.send(job(message_id="c2"))
     await events.wait_status("c2", "sent")
