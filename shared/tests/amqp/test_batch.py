@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
+
+import pytest
 
 from smsgw_shared.amqp import (
     AmqpConnection,
@@ -113,9 +116,11 @@ async def test_resubscribes_after_the_broker_drops_the_connection(amqp: AmqpConn
     queue, _ = await _setup(amqp)
     done: set[str] = set()
     gate = asyncio.Event()
+    in_hand = asyncio.Event()
 
     async def handler(jobs: Sequence[SendJob]) -> list[BaseException | None]:
         if any(j.message_id == "slow" for j in jobs):
+            in_hand.set()
             await gate.wait()
         done.update(j.message_id for j in jobs)
         return [None] * len(jobs)
@@ -128,7 +133,7 @@ async def test_resubscribes_after_the_broker_drops_the_connection(amqp: AmqpConn
     await pub_conn.connect()
     pub = Publisher(pub_conn)
     await _send(pub, amqp, ["slow"])
-    await asyncio.sleep(0.5)
+    await asyncio.wait_for(in_hand.wait(), 10)  # the handler holds it: the drop catches it
     await asyncio.to_thread(_close_all_connections)
     gate.set()  # finishes on a dead channel: its ack fails, the broker redelivers it
     await pub.close()
@@ -167,8 +172,11 @@ async def test_stop_gives_back_what_is_still_in_hand(amqp: AmqpConnection):
     await pub.close()
 
 
-async def test_subscribes_again_when_the_broker_cancels_the_consumer(amqp: AmqpConnection):
+async def test_subscribes_again_when_the_broker_cancels_the_consumer(
+    amqp: AmqpConnection, caplog: pytest.LogCaptureFixture
+):
     """An operator deletes the queue and declares it again: consuming resumes."""
+    caplog.set_level(logging.WARNING, logger="smsgw_shared.amqp.batch")
     t = amqp.topology
     queue, pub = await _setup(amqp)
     done: set[str] = set()
@@ -185,7 +193,15 @@ async def test_subscribes_again_when_the_broker_cancels_the_consumer(amqp: AmqpC
     ch = await amqp.channel(confirms=False)
     await ch.queue_delete(queue, if_unused=False, if_empty=False)
     await ch.close()
-    await asyncio.sleep(0.5)
+
+    async def cancel_seen() -> bool:  # the queue comes back only once the consumer lost it
+        return any(
+            r.getMessage() == "consumer cancelled by the broker"
+            and getattr(r, "queue", None) == queue
+            for r in caplog.records
+        )
+
+    await wait_for(cancel_seen, timeout=10)
     again = AmqpConnection(amqp.url, t)  # a fresh connection declares from scratch
     await again.connect()
     await again.declare(t.job_queues("modem:*"))
