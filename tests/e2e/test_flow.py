@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import datetime
 
 import httpx
 
@@ -32,6 +33,19 @@ async def test_smpp_long_ucs2_send_is_delivered(stack, client):
     msg = await wait_status(client, m["id"], {"delivered"})
     assert len(msg["parts_detail"]) == m["parts"]
     assert all(p["status"] == "delivered" and p["provider_id"] for p in msg["parts_detail"])
+    # Each part's receipt keeps its own time (its minute-resolution done date) in the history,
+    # which stays in the order things happened: never before the submission.
+    history = msg["history"]
+    times = [datetime.fromisoformat(h["at"]) for h in history]
+    assert times == sorted(times)
+    receipts = [h for h in history if h["state"] == "delivered" and h["source"] == "smpp:b1"]
+    assert sorted(h["part"] for h in receipts) == list(range(1, m["parts"] + 1))
+    for h in receipts:
+        reported, at = datetime.fromisoformat(h["reported_at"]), datetime.fromisoformat(h["at"])
+        assert (reported.second, reported.microsecond) == (0, 0)
+        assert reported <= at
+    assert history[0]["reported_at"] is None  # the API's `queued`: no report
+    assert datetime.fromisoformat(msg["done_at"]) >= datetime.fromisoformat(msg["sent_at"])
 
 
 async def test_many_messages_none_lost(stack, client):
