@@ -34,6 +34,8 @@ import json
 import os
 import resource
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -278,6 +280,7 @@ default = "smpp:b1"
         base_delivered = await self.delivered(db)
         base_submits = await self.sim_submits(sim)
         at_smsc: float | None = None
+        spies = self.profile(variant) if n > self.args.warmup else []
         c0 = cpu.snap()
         t0 = time.perf_counter()
         send = asyncio.create_task(blast(self.stack.api_url, self.stack.api_key, work, conc))
@@ -292,6 +295,9 @@ default = "smpp:b1"
                 break
         took, lat, errors = await send
         c1 = cpu.snap()
+        for spy in spies:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(30)
         got = await self.delivered(db) - base_delivered
         per_msg = {k: round((c1[k] - c0[k]) / n * 1e6) for k in c1 if k != "machine"}
         return {
@@ -315,6 +321,23 @@ default = "smpp:b1"
                 name: round(_peak_rss_mb(p.pid), 1) for name, p in self.stack.procs.items()
             },
         }
+
+    def profile(self, variant: str) -> list[subprocess.Popen[bytes]]:
+        """py-spy on every service for this variant (`--profile DIR`): collapsed stacks."""
+        if not self.args.profile:
+            return []
+        out = Path(self.args.profile)
+        out.mkdir(parents=True, exist_ok=True)
+        return [
+            subprocess.Popen(
+                ["py-spy", "record", "-p", str(p.pid), "-r", "200", "-f", "raw", "--nonblocking",
+                 "-o", str(out / f"{variant}-{name}.txt")],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for name, p in self.stack.procs.items()
+            if name in SERVICES
+        ]
 
     async def run(self) -> int:
         s = self.stack
@@ -373,6 +396,7 @@ def main() -> int:
     ap.add_argument("--window", type=int, default=64, help="SMPP window of the bind")
     ap.add_argument("--smsc", help="HOST:PORT of a running SMSC simulator (default: start ours)")
     ap.add_argument("--sim-ctl", help="its control URL (GET /stats with `submits`)")
+    ap.add_argument("--profile", help="directory for py-spy profiles (pip install py-spy)")
     ap.add_argument("--timeout", type=float, default=300, help="seconds per variant")
     args = ap.parse_args()
     if args.smsc and not args.sim_ctl:

@@ -68,7 +68,9 @@ def cmd_inbound(args: argparse.Namespace) -> None:
     from smsgw_shared.runtime import run_service
 
     s = _settings(args)
-    run_service("inbound", s, lambda st, stop: run(st, stop, metrics_port=args.metrics_port))
+    run_service(
+        "inbound", s, lambda st, stop: run(st, stop, metrics_port=args.metrics_port), uvloop=True
+    )
 
 
 def cmd_modem_worker(args: argparse.Namespace) -> None:
@@ -95,7 +97,10 @@ def cmd_smpp_worker(args: argparse.Namespace) -> None:
     if unknown:
         raise ConfigError(f"unknown bind id(s): {', '.join(sorted(unknown))}")
     run_service(
-        "smpp-worker", s, lambda st, stop: run(st, stop, ids, metrics_port=args.metrics_port)
+        "smpp-worker",
+        s,
+        lambda st, stop: run(st, stop, ids, metrics_port=args.metrics_port),
+        uvloop=True,
     )
 
 

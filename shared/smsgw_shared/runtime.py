@@ -110,7 +110,7 @@ async def stop_tasks(
     return True
 
 
-def run_service(name: str, settings: Settings, main: ServiceMain) -> None:
+def run_service(name: str, settings: Settings, main: ServiceMain, *, uvloop: bool = False) -> None:
     """Run `main(settings, stop_event)` until SIGINT/SIGTERM sets the event.
 
     `main` must stop taking work once `stop_event` is set, finish what it has in hand
@@ -159,6 +159,17 @@ def run_service(name: str, settings: Settings, main: ServiceMain) -> None:
         else:
             report.log()
 
-    # asyncio's own loop: uvloop (about 5 % less CPU in the inbound service) breaks
-    # pyserial-asyncio's transport and the simulators' servers.
-    asyncio.run(_run())
+    # uvloop where it is asked for (the smpp-worker and inbound, whose hot paths are many
+    # small socket writes to RabbitMQ, PostgreSQL and the SMSC); asyncio's own loop
+    # elsewhere: uvloop breaks pyserial-asyncio's transport and the simulators' servers.
+    factory = _uvloop_factory() if uvloop else None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(_run())
+
+
+def _uvloop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:  # not on this platform (Windows): asyncio's own loop
+        return None
+    return uvloop.new_event_loop

@@ -14,6 +14,7 @@ import logging
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 from smsgw_smpp import pdu as sp
 from smsgw_smpp.status import ESME_RINVCMDID, ESME_RINVCMDLEN, ESME_RX_T_APPN, status_name
@@ -76,8 +77,8 @@ class SmppConnection(asyncio.Protocol):
 
     # -- asyncio.Protocol ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, but they are transports
+        self._transport = cast(asyncio.Transport, transport)
         sock = transport.get_extra_info("socket")
         if sock is not None:
             # Without NODELAY a windowed sender stalls on delayed ACKs (DEPENDENCIES.md).

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from smsgw_shared.amqp import Outgoing, Publisher, PublishError, Topology
+from smsgw_shared.amqp import Outgoing, Packer, Publisher, PublishError, Topology
 from smsgw_shared.backoff import Backoff
 from smsgw_shared.config import SmppBindConfig
 from smsgw_shared.messages import Concat, InboundPart, StatusEvent, utcnow
@@ -114,10 +114,12 @@ class DeliveryHandler:
         publisher: Publisher,
         topology: Topology,
         metrics: SmppMetrics,
+        events: Packer | None = None,
     ) -> None:
         self.cfg = cfg
         self.route = f"smpp:{cfg.id}"
         self.publisher = publisher
+        self.events = events  # status events go packed through it, when given
         self.topology = topology
         self.metrics = metrics
         self.receipts = 0
@@ -138,11 +140,12 @@ class DeliveryHandler:
         backoff = Backoff(0.2, 2.0)
         held = False
         item = Outgoing(self.topology.events_exchange, key, payload)
+        sink: Publisher | Packer = self.publisher
+        if self.events is not None and isinstance(payload, StatusEvent):
+            sink = self.events
         while True:
             try:
-                await asyncio.wait_for(
-                    self.publisher.publish(item), max(0.1, deadline - loop.time())
-                )
+                await asyncio.wait_for(sink.publish(item), max(0.1, deadline - loop.time()))
             except (PublishError, TimeoutError) as exc:
                 left = deadline - loop.time()
                 if left <= 0:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from smsgw_shared.amqp import (
     DeliveryInfo,
     Outgoing,
+    Packer,
     Publisher,
     PublishError,
     Requeue,
@@ -99,10 +100,13 @@ class JobSender:
         topology: Topology,
         canceled: BoundedSet,
         ids: IdMap | None = None,
+        events: Packer | None = None,
     ) -> None:
         self.bind = bind
         self.cfg = bind.cfg
         self.publisher = publisher
+        # Status events go packed through `events` when given (`amqp/packing.py`).
+        self.events: Publisher | Packer = events or publisher
         self.topology = topology
         self.canceled = canceled
         self.ids = ids or IdMap()
@@ -259,7 +263,7 @@ class JobSender:
         key = self.topology.status_key(event.state)
         for attempt in range(PUBLISH_TRIES):
             try:
-                await self.publisher.publish(Outgoing(self.topology.events_exchange, key, event))
+                await self.events.publish(Outgoing(self.topology.events_exchange, key, event))
                 return
             except PublishError as exc:
                 log.warning("status event not confirmed (%s), attempt %d", exc, attempt + 1)

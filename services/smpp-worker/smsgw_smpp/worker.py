@@ -7,7 +7,15 @@ import contextlib
 import logging
 from typing import Any
 
-from smsgw_shared.amqp import AmqpConnection, Consumer, Outgoing, Publisher, QueueSpec, Topology
+from smsgw_shared.amqp import (
+    AmqpConnection,
+    Consumer,
+    Outgoing,
+    Packer,
+    Publisher,
+    QueueSpec,
+    Topology,
+)
 from smsgw_shared.config import Settings, SmppBindConfig
 from smsgw_shared.messages import Heartbeat, SendJob
 from smsgw_shared.runtime import bounded
@@ -61,10 +69,14 @@ class BindWorker:
         self.amqp = amqp
         self.topology = amqp.topology
         self.publisher = publisher
-        self.delivery = DeliveryHandler(cfg, publisher, self.topology, metrics)
+        # Status events (sent, failed, receipts) go packed: many per broker message.
+        self.events = Packer(publisher)
+        self.delivery = DeliveryHandler(cfg, publisher, self.topology, metrics, self.events)
         self.bind = SmppBind(cfg, self.delivery, metrics)
         self.ids = IdMap()
-        self.sender = JobSender(self.bind, publisher, self.topology, canceled, self.ids)
+        self.sender = JobSender(
+            self.bind, publisher, self.topology, canceled, self.ids, events=self.events
+        )
         self.responder = QueryResponder(self.bind, self.ids, publisher)
         self.queues = [self.topology.job_queue(r) for r in bind_routes(cfg)]
         # Enough messages in hand to keep the window full while others publish outcomes.

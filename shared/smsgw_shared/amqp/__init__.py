@@ -11,6 +11,7 @@ from smsgw_shared.amqp.outcomes import (
     Requeue,
     RetryLater,
 )
+from smsgw_shared.amqp.packing import Packer
 from smsgw_shared.amqp.publisher import (
     MissingExchangeError,
     Outgoing,
@@ -31,6 +32,7 @@ __all__ = [
     "MissingExchangeError",
     "Outcome",
     "Outgoing",
+    "Packer",
     "PermanentFailure",
     "Poison",
     "PublishError",

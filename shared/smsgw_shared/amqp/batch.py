@@ -1,14 +1,15 @@
 """Consuming in batches, for handlers that apply many messages in one store transaction.
 
-`Consumer` gives every delivery its own task, aio-pika message and handler call: as much
-CPU per message as the inbound projection's own work. `BatchConsumer`
-takes deliveries straight from the aiormq channel under the robust channel (re-subscribing
-when it reopens after a broker drop), buffers them and hands the handler a list of payloads;
-the handler answers one outcome per payload (None: done, or an `Outcome` such as
-`PermanentFailure`). Finished deliveries are acked with coalesced `multiple` acks; anything
-else goes through the same `Disposition` as `Consumer` (retry, dead-letter with the hook,
-requeue). Up to `concurrency` batches run at once, so one batch's store round trips overlap
-the next one's parsing.
+`Consumer` gives every delivery its own task, aio-pika message and handler call: as much CPU
+per message as the inbound projection's own work. `BatchConsumer` takes deliveries straight
+from the aiormq channel under the robust channel (re-subscribing when it reopens after a
+broker drop), buffers them and hands the handler a list of payloads; the handler answers one
+outcome per payload (None: done, or an `Outcome` such as `PermanentFailure`). A packed
+message (`packing.py`) gives the handler all its payloads and is settled once, by the first
+of their outcomes that is not None. Finished deliveries are acked with coalesced `multiple`
+acks; anything else goes through the same `Disposition` as `Consumer` (retry, dead-letter
+with the hook, requeue). Up to `concurrency` batches run at once, so one batch's store round
+trips overlap the next one's parsing.
 
 A handler that raises requeues its whole batch (after a pause): it must deal with transient
 store errors itself (the inbound projection retries in place).
@@ -29,6 +30,7 @@ from aio_pika.message import IncomingMessage
 from smsgw_shared.amqp.connection import AmqpConnection
 from smsgw_shared.amqp.consumer import DeadLetterHook, Disposition, P, attempt_of, deliveries_of
 from smsgw_shared.amqp.outcomes import Outcome
+from smsgw_shared.amqp.packing import unpack
 from smsgw_shared.amqp.publisher import Publisher
 from smsgw_shared.amqp.topology import DELIVERY_LIMIT
 from smsgw_shared.messages.base import PayloadError
@@ -187,11 +189,12 @@ class BatchConsumer(Generic[P]):
             self._idle.set()
 
     async def _process(self, batch: list[aiormq.abc.DeliveredMessage]) -> None:
+        # One item per payload: a packed message (`packing.py`) gives several.
         items: list[tuple[aiormq.abc.DeliveredMessage, P, int]] = []
         for raw in batch:
             headers = raw.header.properties.headers or {}
             try:
-                payload = self._payload_type.from_bytes(raw.body)
+                payloads = unpack(self._payload_type, raw.body, headers)
             except PayloadError as exc:
                 await self._disposition.dead_letter(IncomingMessage(raw), f"poison: {exc}")
                 continue
@@ -200,24 +203,32 @@ class BatchConsumer(Generic[P]):
                 reason = f"poison: delivered {deliveries + 1} times"
                 await self._disposition.dead_letter(IncomingMessage(raw), reason)
                 continue
-            items.append((raw, payload, attempt_of(headers)))
+            attempt = attempt_of(headers)
+            items.extend((raw, p, attempt) for p in payloads)
         if not items:
             return
+        raws = list(dict.fromkeys(r for r, _, _ in items))
         try:
             outcomes = await self._handler([p for _, p, _ in items])
             if len(outcomes) != len(items):
                 raise RuntimeError(f"handler gave {len(outcomes)} outcomes for {len(items)}")
         except asyncio.CancelledError:
-            await self._requeue([r for r, _, _ in items])
+            await self._requeue(raws)
             raise
         except Exception:
             log.exception("batch handler crashed; batch requeued", extra={"queue": self.queue_name})
             await asyncio.sleep(0.5)  # don't spin on a batch that crashes at once
-            await self._requeue([r for r, _, _ in items])
+            await self._requeue(raws)
             return
         if any(o is not None and not isinstance(o, Outcome) for o in outcomes):
             await asyncio.sleep(0.5)  # items that failed on their own are requeued: no spin
+        # A message is done when all its payloads are; else its first failure decides.
+        verdict: dict[int, tuple[aiormq.abc.DeliveredMessage, int, BaseException | None]] = {}
         for (raw, _, attempt), outcome in zip(items, outcomes, strict=True):
+            seen = verdict.get(id(raw))
+            if seen is None or (seen[2] is None and outcome is not None):
+                verdict[id(raw)] = (raw, attempt, outcome)
+        for raw, attempt, outcome in verdict.values():
             if outcome is None:
                 self._acks.done(raw.channel, _tag(raw))
             else:
