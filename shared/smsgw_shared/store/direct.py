@@ -15,6 +15,7 @@ from typing import TypeVar
 
 import asyncpg
 from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smsgw_shared.store.db import StoreUnavailable
 
@@ -103,3 +104,17 @@ class DirectConnection:
                 await asyncio.wait_for(conn.close(), 2)
             except (Exception, asyncio.CancelledError):
                 conn.terminate()
+
+
+async def driver_of(conn: AsyncConnection) -> asyncpg.Connection:
+    """The asyncpg connection under a SQLAlchemy connection, inside its transaction.
+
+    For a hot statement over arrays in a transaction SQLAlchemy owns (the projection's
+    writes): it skips SQLAlchemy's compilation and per-row parameter work. SQLAlchemy begins
+    its transaction on the first statement, so one is sent first when none was yet."""
+    raw = await conn.get_raw_connection()
+    pg = raw.driver_connection
+    assert isinstance(pg, asyncpg.Connection)
+    if not pg.is_in_transaction():
+        await conn.exec_driver_sql("SELECT 1")
+    return pg

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -9,12 +10,23 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, false, func, or_, select, true
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from smsgw_shared.routing import route_matches
+from smsgw_shared.store.direct import driver_of
 from smsgw_shared.store.repos.route_sql import routes_condition
 from smsgw_shared.store.schema import event_log
+
+APPEND = """
+INSERT INTO event_log (event_id, type, route, message_id, api_key_id, payload, created_at)
+SELECT event_id, type, route, message_id, api_key_id, payload::jsonb, created_at
+FROM unnest($1::text[], $2::text[], $3::text[], $4::uuid[], $5::uuid[], $6::text[],
+    $7::timestamptz[]) WITH ORDINALITY
+    AS e(event_id, type, route, message_id, api_key_id, payload, created_at, n)
+ORDER BY n
+ON CONFLICT (event_id) DO NOTHING
+RETURNING event_id
+"""
 
 
 @dataclass(frozen=True)
@@ -112,13 +124,20 @@ class EventLogRepository:
         """Insert events (an event id already logged is skipped); returns the new ids."""
         if not rows:
             return set()
-        res = await conn.execute(
-            pg_insert(event_log)
-            .on_conflict_do_nothing(index_elements=[event_log.c.event_id])
-            .returning(event_log.c.event_id),
-            list(rows),
+        # One statement over arrays on the asyncpg connection (in the caller's transaction),
+        # in the rows' order: stream readers see events in id order.
+        pg = await driver_of(conn)
+        found = await pg.fetch(
+            APPEND,
+            [r["event_id"] for r in rows],
+            [r["type"] for r in rows],
+            [r["route"] for r in rows],
+            [r["message_id"] for r in rows],
+            [r["api_key_id"] for r in rows],
+            [json.dumps(r["payload"], separators=(",", ":")) for r in rows],
+            [r["created_at"] for r in rows],
         )
-        return {r[0] for r in res}
+        return {r[0] for r in found}
 
     async def read_after(
         self, after: int, flt: StreamFilter, limit: int = 500, until: int | None = None

@@ -24,12 +24,12 @@ from sqlalchemy import (
     or_,
     select,
     text,
-    update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from smsgw_shared.store.direct import driver_of
 from smsgw_shared.store.schema import message_events, message_parts, messages, pending_reports
 
 Key = tuple[str, str]  # (route, provider id)
@@ -89,6 +89,54 @@ def _keys_table(keys: Sequence[Key]) -> Any:
         .table_valued(column("route", String), column("pid", String))
         .render_derived(name="k", with_types=False)
     )
+
+
+def _columns(rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> list[list[Any]]:
+    """Rows as one list per column, in `keys` order (a missing key is NULL): the arrays an
+    unnest statement takes."""
+    return [[r.get(k) for r in rows] for k in keys]
+
+
+MESSAGE_UPDATE_KEYS = ("b_id", "b_status", "b_error_code", "b_error", "b_sent_at", "b_done_at")
+UPDATE_MESSAGES = """
+UPDATE messages AS m SET status = u.status, error_code = u.error_code, error = u.error,
+    sent_at = u.sent_at, done_at = u.done_at, updated_at = now()
+FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
+    $6::timestamptz[]) AS u(id, status, error_code, error, sent_at, done_at)
+WHERE m.id = u.id
+"""
+PART_KEYS = (
+    "message_id", "idx", "route", "provider_id", "recipient", "status", "error_code",
+    "submitted_at",
+)  # fmt: skip
+UPSERT_PARTS = """
+INSERT INTO message_parts AS p
+    (message_id, idx, route, provider_id, recipient, status, error_code, submitted_at)
+SELECT * FROM unnest($1::uuid[], $2::smallint[], $3::text[], $4::text[], $5::text[],
+    $6::text[], $7::text[], $8::timestamptz[])
+ON CONFLICT (message_id, idx) DO UPDATE SET route = excluded.route,
+    provider_id = excluded.provider_id, recipient = excluded.recipient,
+    status = excluded.status, error_code = excluded.error_code,
+    submitted_at = excluded.submitted_at, updated_at = now()
+"""
+HISTORY_KEYS = (
+    "message_id", "state", "part", "source", "source_event_id", "error_code", "detail",
+    "occurred_at", "reported_at",
+)  # fmt: skip
+# In the rows' order (WITH ORDINALITY): history ids follow the order events were applied.
+INSERT_HISTORY = """
+INSERT INTO message_events
+    (message_id, state, part, source, source_event_id, error_code, detail, occurred_at,
+     reported_at)
+SELECT message_id, state, part, source, source_event_id, error_code, detail, occurred_at,
+    reported_at
+FROM unnest($1::uuid[], $2::text[], $3::smallint[], $4::text[], $5::text[], $6::text[],
+    $7::text[], $8::timestamptz[], $9::timestamptz[]) WITH ORDINALITY
+    AS h(message_id, state, part, source, source_event_id, error_code, detail, occurred_at,
+         reported_at, n)
+ORDER BY n
+ON CONFLICT DO NOTHING
+"""
 
 
 def lock_id(key: Key) -> int:
@@ -218,40 +266,17 @@ class ProjectionRepository:
 
     @staticmethod
     async def write(conn: AsyncConnection, w: ProjectionWrite) -> None:
-        """Apply a batch's changes."""
+        """Apply a batch's changes: one statement per table, its rows as arrays (unnest),
+        on the asyncpg connection under `conn` (in its transaction)."""
+        if not (w.messages or w.parts or w.history or w.new_pending or w.matched_pending):
+            return
+        pg = await driver_of(conn)
         if w.messages:
-            await conn.execute(
-                update(messages)
-                .where(messages.c.id == bindparam("b_id"))
-                .values(
-                    status=bindparam("b_status"),
-                    error_code=bindparam("b_error_code"),
-                    error=bindparam("b_error"),
-                    sent_at=bindparam("b_sent_at"),
-                    done_at=bindparam("b_done_at"),
-                    updated_at=func.now(),
-                ),
-                w.messages,
-            )
+            await pg.execute(UPDATE_MESSAGES, *_columns(w.messages, MESSAGE_UPDATE_KEYS))
         if w.parts:
-            stmt = pg_insert(message_parts)
-            await conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=[message_parts.c.message_id, message_parts.c.idx],
-                    set_={
-                        "route": stmt.excluded.route,
-                        "provider_id": stmt.excluded.provider_id,
-                        "recipient": stmt.excluded.recipient,
-                        "status": stmt.excluded.status,
-                        "error_code": stmt.excluded.error_code,
-                        "submitted_at": stmt.excluded.submitted_at,
-                        "updated_at": func.now(),
-                    },
-                ),
-                w.parts,
-            )
+            await pg.execute(UPSERT_PARTS, *_columns(w.parts, PART_KEYS))
         if w.history:
-            await conn.execute(pg_insert(message_events).on_conflict_do_nothing(), w.history)
+            await pg.execute(INSERT_HISTORY, *_columns(w.history, HISTORY_KEYS))
         if w.new_pending:
             await conn.execute(pg_insert(pending_reports).on_conflict_do_nothing(), w.new_pending)
         if w.matched_pending:
