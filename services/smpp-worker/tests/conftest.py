@@ -13,8 +13,9 @@ import aiohttp
 import pytest
 
 from smsgw_shared.amqp import AmqpConnection, Outgoing, Publisher
+from smsgw_shared.amqp.packing import PACKED, unpack
 from smsgw_shared.config import Settings
-from smsgw_shared.messages import SendJob
+from smsgw_shared.messages import SendJob, StatusEvent
 from smsgw_smpp.service import SmppService
 from smsgw_smpp.sim import RunningSimulator, SimConfig, start_simulator
 
@@ -109,7 +110,14 @@ async def events(amqp: AmqpConnection) -> AsyncIterator[EventLog]:
     await queue.bind(exchange, "#")
 
     async def on_message(message: Any) -> None:
-        log.items.append(json.loads(message.body) | {"_key": message.routing_key})
+        # Status events come packed, several to a message (`amqp/packing.py`).
+        headers = dict(message.headers or {})
+        if PACKED in headers:
+            unpack(StatusEvent, message.body, headers)  # a pack must parse as status events
+            found = json.loads(message.body)
+        else:
+            found = [json.loads(message.body)]
+        log.items.extend(e | {"_key": message.routing_key} for e in found)
 
     await queue.consume(on_message, no_ack=True)
     yield log

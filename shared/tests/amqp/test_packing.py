@@ -1,0 +1,489 @@
+"""Packed status events (`amqp/packing.py`): the Packer on a fake and on the real RabbitMQ,
+`unpack`, and how `BatchConsumer` settles a packed message (once, by its first failure)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from collections.abc import Sequence
+
+import pytest
+
+from smsgw_shared.amqp import (
+    AmqpConnection,
+    BatchConsumer,
+    MissingExchangeError,
+    Outgoing,
+    Packer,
+    PermanentFailure,
+    Publisher,
+    PublishError,
+    Requeue,
+    RetryLater,
+    UnroutableError,
+)
+from smsgw_shared.amqp.consumer import ATTEMPT_HEADER, REASON_HEADER
+from smsgw_shared.amqp.packing import PACKED, unpack
+from smsgw_shared.messages import SendJob, StatusEvent
+from smsgw_shared.messages.base import PayloadError
+from smsgw_shared.testing import wait_for
+
+from .test_amqp import _async_true, _ready_count, dlq_messages
+
+GUARD_S = 30.0  # a generous bound on anything that should be quick: a hang fails, not blocks
+
+
+def event(mid: str, state: str = "sent", **kw: object) -> StatusEvent:
+    return StatusEvent.model_validate({"message_id": mid, "state": state, "route": "smpp:b1"} | kw)
+
+
+async def _setup(amqp: AmqpConnection) -> tuple[str, Publisher, Packer]:
+    await amqp.declare(amqp.topology.inbound_queues())
+    pub = Publisher(amqp)
+    return amqp.topology.status_queue, pub, Packer(pub)
+
+
+def _out(amqp: AmqpConnection, payload: StatusEvent | bytes, key: str = "status.sent") -> Outgoing:
+    return Outgoing(amqp.topology.events_exchange, key, payload)
+
+
+async def _publish_together(packer: Packer, items: Sequence[Outgoing]) -> list[object]:
+    """Publish concurrently (one loop turn); each caller's result or exception."""
+    return await asyncio.wait_for(
+        asyncio.gather(*(packer.publish(it) for it in items), return_exceptions=True), GUARD_S
+    )
+
+
+async def _raw_messages(amqp: AmqpConnection, queue: str) -> list[tuple[bytes, dict]]:
+    """Take every message of a queue as it is (body, headers)."""
+    ch = await amqp.channel(confirms=False)
+    q = await ch.declare_queue(queue, passive=True)
+    out = []
+    while (m := await q.get(no_ack=True, fail=False)) is not None:
+        out.append((m.body, dict(m.headers or {})))
+    await ch.close()
+    return out
+
+
+async def _settled_empty(amqp: AmqpConnection, queue: str) -> None:
+    """Nothing ready and nothing unacked: once the consumer's channel is closed, anything it
+    left unacked comes back as ready, so the count must stay at zero."""
+    await asyncio.sleep(0.5)  # the broker requeues the closed channel's deliveries
+    assert await _ready_count(amqp, queue) == 0
+
+
+# -- unpack, no broker -------------------------------------------------------------------
+
+
+def test_unpack_a_plain_message_gives_its_one_payload():
+    e = event("m1")
+    assert unpack(StatusEvent, e.to_bytes(), {}) == [e]
+    # Other headers (retry attempt, reason) do not make it packed.
+    assert unpack(StatusEvent, e.to_bytes(), {ATTEMPT_HEADER: 2, REASON_HEADER: "x"}) == [e]
+
+
+def test_unpack_a_packed_message_gives_its_payloads_in_order():
+    events = [event(f"m{i}", state="delivered" if i % 2 else "sent") for i in range(5)]
+    body = b"[" + b",".join(e.to_bytes() for e in events) + b"]"
+    assert unpack(StatusEvent, body, {PACKED: 5}) == events
+
+
+def test_unpack_of_a_plain_message_does_not_accept_an_array():
+    body = b"[" + event("m1").to_bytes() + b"]"
+    with pytest.raises(PayloadError):
+        unpack(StatusEvent, body, {})
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        (b"{not json", "packed StatusEvent"),
+        (b"[", "packed StatusEvent"),
+        (b"[]", "empty"),
+        (b"[1, 2]", "packed StatusEvent: 0"),
+        (b'[{"message_id": "x"}]', "packed StatusEvent: 0.state"),
+        (event("single").to_bytes(), "packed StatusEvent"),  # an object, not an array
+        (b"[" + event("m1").to_bytes() + b',{"state": "sent"}]', "packed StatusEvent: 1"),
+        (b"[" + event("new", v=2).to_bytes() + b"]", "unsupported version 2 > 1"),
+    ],
+)
+def test_unpack_refuses_a_malformed_pack(body: bytes, why: str):
+    with pytest.raises(PayloadError, match=why):
+        unpack(StatusEvent, body, {PACKED: 1})
+
+
+def test_unpack_refuses_a_newer_plain_payload():
+    with pytest.raises(PayloadError, match="unsupported version"):
+        unpack(StatusEvent, event("new", v=2).to_bytes(), {})
+
+
+# -- Packer on a fake publisher ----------------------------------------------------------
+
+
+class FakePublisher:
+    """Records what the Packer hands its publisher; can hold or fail the publishes."""
+
+    def __init__(self) -> None:
+        self.sent: list[Outgoing] = []
+        self.gate: asyncio.Event | None = None
+        self.error: PublishError | None = None
+        self.crash: Exception | None = None
+        self.started = asyncio.Event()
+
+    async def publish_many(self, items: Sequence[Outgoing]) -> list[PublishError | None]:
+        self.sent.extend(items)
+        self.started.set()
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.crash is not None:
+            raise self.crash
+        return [self.error for _ in items]
+
+
+def _fake_packer(fake: FakePublisher, **kw: int) -> Packer:
+    return Packer(fake, **kw)  # type: ignore[arg-type]
+
+
+def _payloads(sent: Sequence[Outgoing]) -> list[StatusEvent]:
+    return [p for it in sent for p in unpack(StatusEvent, it.body(), it.headers)]
+
+
+async def test_packer_joins_the_publishes_of_one_loop_turn():
+    fake = FakePublisher()
+    packer = _fake_packer(fake)
+    events = [event(f"m{i}") for i in range(200)]
+    results = await _publish_together(packer, [Outgoing("ev", "status.sent", e) for e in events])
+    assert results == [None] * 200
+    assert len(fake.sent) == 1
+    assert fake.sent[0].headers == {PACKED: 200}
+    assert _payloads(fake.sent) == events
+    # A lone publish goes as a plain message: no header, the payload's own body.
+    await asyncio.wait_for(packer.publish(Outgoing("ev", "status.sent", events[0])), GUARD_S)
+    assert fake.sent[1].headers == {} and fake.sent[1].body() == events[0].to_bytes()
+    await packer.close()
+
+
+async def test_packer_packs_per_exchange_and_key_and_caps_a_pack():
+    fake = FakePublisher()
+    packer = _fake_packer(fake, max_items=30)
+    items = [
+        Outgoing(ex, key, event(f"{ex}-{key}-{i}"))
+        for i in range(40)
+        for ex, key in (("ev", "status.sent"), ("ev", "status.delivered"), ("other", "status.sent"))
+    ]
+    assert await _publish_together(packer, items) == [None] * 120
+    assert sorted((it.exchange, it.routing_key, it.headers.get(PACKED)) for it in fake.sent) == [
+        ("ev", "status.delivered", 10),
+        ("ev", "status.delivered", 30),
+        ("ev", "status.sent", 10),
+        ("ev", "status.sent", 30),
+        ("other", "status.sent", 10),
+        ("other", "status.sent", 30),
+    ]
+    for it in fake.sent:  # nothing crossed into another key's pack
+        prefix = f"{it.exchange}-{it.routing_key}-"
+        assert all(str(p.message_id).startswith(prefix) for p in _payloads([it]))
+    assert Counter(p.message_id for p in _payloads(fake.sent)) == Counter(
+        it.payload.message_id for it in items if isinstance(it.payload, StatusEvent)
+    )
+    await packer.close()
+
+
+async def test_publishes_arriving_while_packs_await_confirms_form_the_next_pack():
+    fake = FakePublisher()
+    fake.gate = asyncio.Event()
+    packer = _fake_packer(fake, in_flight=2)
+    first = asyncio.create_task(packer.publish(Outgoing("ev", "k", event("a"))))
+    await asyncio.wait_for(fake.started.wait(), GUARD_S)
+    fake.started.clear()
+    second = asyncio.create_task(packer.publish(Outgoing("ev", "k", event("b"))))
+    await asyncio.wait_for(fake.started.wait(), GUARD_S)
+    # Two rounds in flight: these wait, gathering, then go as one pack.
+    rest = [
+        asyncio.create_task(packer.publish(Outgoing("ev", "k", event(f"c{i}")))) for i in range(50)
+    ]
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert len(fake.sent) == 2
+    assert not first.done() and not second.done()  # nobody returns before the confirm
+    assert not any(t.done() for t in rest)
+    fake.gate.set()
+    await asyncio.wait_for(asyncio.gather(first, second, *rest), GUARD_S)
+    assert [it.headers.get(PACKED) for it in fake.sent] == [None, None, 50]
+    assert [p.message_id for p in _payloads(fake.sent)] == ["a", "b"] + [f"c{i}" for i in range(50)]
+    await packer.close()
+
+
+async def test_every_caller_of_a_failed_pack_gets_the_error():
+    fake = FakePublisher()
+    packer = _fake_packer(fake)
+    fake.error = PublishError("nacked")
+    results = await _publish_together(
+        packer, [Outgoing("ev", "k", event(f"m{i}")) for i in range(20)]
+    )
+    assert len(fake.sent) == 1
+    assert all(isinstance(r, PublishError) and "nacked" in str(r) for r in results), results
+    # A publisher that raises instead of answering: still every caller hears of it.
+    fake.error = None
+    fake.crash = RuntimeError("channel exploded")
+    results = await _publish_together(
+        packer, [Outgoing("ev", "k", event(f"n{i}")) for i in range(20)]
+    )
+    assert all(isinstance(r, PublishError) and "exploded" in str(r) for r in results), results
+    # And the Packer keeps working afterwards.
+    fake.crash = None
+    assert await _publish_together(packer, [Outgoing("ev", "k", event("x"))] * 3) == [None] * 3
+    await packer.close()
+
+
+# -- Packer and BatchConsumer on the real broker -----------------------------------------
+
+
+async def test_200_concurrent_publishes_are_few_messages_and_each_payload_is_handled_once(
+    amqp: AmqpConnection,
+):
+    queue, pub, packer = await _setup(amqp)
+    events = [event(f"m{i}", state="sent" if i % 2 else "delivered") for i in range(200)]
+    items = [_out(amqp, e, amqp.topology.status_key(e.state)) for e in events]
+    assert await _publish_together(packer, items) == [None] * 200
+    # Confirmed before returning: the messages are in the queue already.
+    in_queue = await _ready_count(amqp, queue)
+    assert 2 <= in_queue <= 10, in_queue  # one pack per key (at least), far fewer than 200
+
+    seen: list[str] = []
+
+    async def handler(batch: Sequence[StatusEvent]) -> list[BaseException | None]:
+        seen.extend(e.event_id for e in batch)
+        return [None] * len(batch)
+
+    consumer = BatchConsumer(amqp, queue, StatusEvent, handler)
+    await consumer.start()
+    await wait_for(lambda: _async_true(len(seen) >= 200), timeout=20)
+    await asyncio.sleep(0.5)  # a redelivery would show up as a duplicate by now
+    await consumer.stop()
+    assert Counter(seen) == Counter(e.event_id for e in events)  # all 200, exactly once
+    await _settled_empty(amqp, queue)
+    assert await dlq_messages(amqp, queue) == []
+    await pub.close()
+
+
+async def test_packed_messages_in_the_queue_unpack_to_what_was_published(amqp: AmqpConnection):
+    queue, pub, packer = await _setup(amqp)
+    events = [event(f"m{i}") for i in range(200)]
+    assert await _publish_together(packer, [_out(amqp, e) for e in events]) == [None] * 200
+    raw = await _raw_messages(amqp, queue)
+    assert len(raw) < 200
+    assert sum(h.get(PACKED, 1) for _, h in raw) == 200
+    got = [p for body, headers in raw for p in unpack(StatusEvent, body, headers)]
+    assert got == events  # in order, nothing lost or doubled
+    for body, headers in raw:
+        if PACKED in headers:
+            assert len(json.loads(body)) == headers[PACKED]
+    await pub.close()
+
+
+async def _consume_packs(
+    amqp: AmqpConnection,
+    outcome_of: dict[str, list[BaseException | None]],
+    packs: Sequence[Sequence[str]],
+    **consumer_kw: int,
+) -> tuple[list[str], BatchConsumer[StatusEvent], Publisher, str]:
+    """Publish each of `packs` as one packed message (checked), then consume them with a
+    handler answering `outcome_of[mid]` in turn (None once the list runs out)."""
+    queue, pub, packer = await _setup(amqp)
+    for mids in packs:
+        before = await _ready_count(amqp, queue)
+        assert await _publish_together(packer, [_out(amqp, event(m)) for m in mids]) == [
+            None
+        ] * len(mids)
+        assert await _ready_count(amqp, queue) == before + 1  # one message for the pack
+    seen: list[str] = []
+
+    async def handler(batch: Sequence[StatusEvent]) -> list[BaseException | None]:
+        out: list[BaseException | None] = []
+        for e in batch:
+            assert e.message_id is not None
+            seen.append(e.message_id)
+            todo = outcome_of.get(e.message_id, [])
+            out.append(todo.pop(0) if todo else None)
+        return out
+
+    consumer = BatchConsumer(amqp, queue, StatusEvent, handler, **consumer_kw)
+    await consumer.start()
+    return seen, consumer, pub, queue
+
+
+async def test_a_packed_message_with_one_retry_later_is_retried_whole(amqp: AmqpConnection):
+    pack = [f"r{i}" for i in range(10)]
+    others = [f"ok{i}" for i in range(10)]
+    seen, consumer, pub, queue = await _consume_packs(
+        amqp, {"r3": [RetryLater("busy", delay=0.2)]}, [pack, others]
+    )
+    await wait_for(lambda: _async_true(seen.count("r3") == 2), timeout=20)
+    await asyncio.sleep(0.5)
+    await consumer.stop()
+    counts = Counter(seen)
+    assert all(counts[m] == 2 for m in pack), counts  # the whole message came back
+    assert all(counts[m] == 1 for m in others), counts  # the other pack was acked once
+    await _settled_empty(amqp, queue)
+    assert await dlq_messages(amqp, queue) == []
+    await pub.close()
+
+
+async def test_a_packed_message_with_one_requeue_is_redelivered_whole(amqp: AmqpConnection):
+    pack = [f"q{i}" for i in range(10)]
+    seen, consumer, pub, queue = await _consume_packs(
+        amqp, {"q7": [Requeue("give it back")]}, [pack]
+    )
+    await wait_for(lambda: _async_true(seen.count("q7") == 2), timeout=20)
+    await asyncio.sleep(0.5)
+    await consumer.stop()
+    assert Counter(seen) == Counter({m: 2 for m in pack})
+    await _settled_empty(amqp, queue)
+    assert await dlq_messages(amqp, queue) == []
+    await pub.close()
+
+
+async def test_a_packed_message_with_one_permanent_failure_goes_whole_to_the_dlq(
+    amqp: AmqpConnection,
+):
+    pack = [f"p{i}" for i in range(10)]
+    others = [f"ok{i}" for i in range(10)]
+    # A later failure in the same message does not settle it again: the first one decides.
+    outcomes: dict[str, list[BaseException | None]] = {
+        "p2": [PermanentFailure("never works")],
+        "p8": [PermanentFailure("also bad")],
+    }
+    seen, consumer, pub, queue = await _consume_packs(amqp, outcomes, [pack, others])
+    dead: list[tuple[bytes, dict]] = []
+
+    async def in_dlq() -> bool:
+        dead.extend(await dlq_messages(amqp, queue))
+        return bool(dead)
+
+    await wait_for(in_dlq, timeout=20)
+    await asyncio.sleep(0.5)
+    await consumer.stop()
+    dead.extend(await dlq_messages(amqp, queue))
+    assert len(dead) == 1, dead
+    body, headers = dead[0]
+    assert headers[REASON_HEADER] == "failed: never works"
+    assert headers[PACKED] == 10
+    assert [e.message_id for e in unpack(StatusEvent, body, headers)] == pack
+    assert Counter(seen) == Counter(pack + others)  # each handled once, nothing retried
+    await _settled_empty(amqp, queue)
+    await pub.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="batch.py lets the first failure decide: a PermanentFailure ahead of a payload "
+    "that asked to be retried dead-letters that payload too, and it is never retried",
+)
+@pytest.mark.parametrize("retry", [RetryLater("busy", delay=0.2), Requeue("back"), OSError("blip")])
+async def test_a_payload_asking_for_a_retry_is_not_dead_lettered_by_another_ones_failure(
+    amqp: AmqpConnection, retry: BaseException
+):
+    """Once per message, `fail` is permanent and `flaky` fails only the first time (as an
+    event whose store write hit a transient error). Before packing each was its own
+    message: `flaky` was retried and applied. In one pack, `flaky` must get its retry too
+    (the pack may then go to the DLQ for `fail`, which is idempotent to replay)."""
+    pack = ["fail", "flaky", "ok"]
+    outcomes: dict[str, list[BaseException | None]] = {
+        "fail": [PermanentFailure("unknown message")] * 10,
+        "flaky": [retry],
+    }
+    seen, consumer, pub, _ = await _consume_packs(amqp, outcomes, [pack])
+    await wait_for(lambda: _async_true("flaky" in seen), timeout=20)
+    try:
+        await wait_for(lambda: _async_true(seen.count("flaky") >= 2), timeout=5)
+    finally:
+        await consumer.stop()
+        await pub.close()
+
+
+async def test_malformed_packs_are_dead_lettered_as_poison_and_do_not_block(
+    amqp: AmqpConnection,
+):
+    queue, pub, packer = await _setup(amqp)
+    bad = {
+        "bad json": b'[{"state": "sent", "route"',
+        "wrong shape": b'[{"message_id": "x", "route": "smpp:b1"}]',
+        "not objects": b"[1, 2, 3]",
+        "empty": b"[]",
+        "an object": event("obj").to_bytes(),
+        "newer": b"[" + event("v2a", v=2).to_bytes() + b"," + event("v2b").to_bytes() + b"]",
+    }
+    items = [
+        Outgoing(amqp.topology.events_exchange, "status.sent", body, headers={PACKED: 2})
+        for body in bad.values()
+    ]
+    assert await pub.publish_many(items) == [None] * len(items)
+    good = [event(f"ok{i}") for i in range(30)]
+    assert await _publish_together(packer, [_out(amqp, e) for e in good]) == [None] * 30
+    seen: list[str] = []
+
+    async def handler(batch: Sequence[StatusEvent]) -> list[BaseException | None]:
+        seen.extend(e.message_id or "" for e in batch)
+        return [None] * len(batch)
+
+    # batch_size 1: the bad ones each come alone, ahead of the good pack.
+    consumer = BatchConsumer(amqp, queue, StatusEvent, handler, batch_size=1)
+    await consumer.start()
+    dead: list[tuple[bytes, dict]] = []
+
+    async def all_dead() -> bool:
+        dead.extend(await dlq_messages(amqp, queue))
+        return len(dead) >= len(bad)
+
+    await wait_for(all_dead, timeout=20)
+    await wait_for(lambda: _async_true(len(seen) >= 30), timeout=20)
+    await consumer.stop()
+    assert sorted(seen) == sorted(e.message_id or "" for e in good)
+    assert sorted(body for body, _ in dead) == sorted(bad.values())
+    reasons = {body: h[REASON_HEADER] for body, h in dead}
+    for name, body in bad.items():
+        reason = reasons[body]
+        assert reason.startswith("poison: "), (name, reason)
+        assert "StatusEvent" in reason, (name, reason)
+    assert "empty" in reasons[bad["empty"]]
+    assert "unsupported version 2 > 1" in reasons[bad["newer"]]
+    await _settled_empty(amqp, queue)
+    await pub.close()
+
+
+async def test_every_caller_hears_of_a_missing_exchange_or_an_unroutable_pack(
+    amqp: AmqpConnection,
+):
+    t = amqp.topology
+    queue, pub, packer = await _setup(amqp)
+    missing = f"{t.ns}.no-such-exchange"
+    mixed = [Outgoing(missing, "status.sent", event(f"x{i}")) for i in range(30)] + [
+        _out(amqp, event(f"ok{i}")) for i in range(30)
+    ]
+    results = await _publish_together(packer, mixed)
+    assert all(isinstance(r, MissingExchangeError) for r in results[:30]), results[:30]
+    assert results[30:] == [None] * 30  # the other key's pack is unaffected
+    results = await _publish_together(
+        packer, [_out(amqp, event(f"u{i}"), key="nobody.listens") for i in range(30)]
+    )
+    assert all(isinstance(r, UnroutableError) for r in results), results
+    # The Packer and its publisher keep working.
+    assert await _publish_together(packer, [_out(amqp, event("after"))] * 5) == [None] * 5
+    raw = await _raw_messages(amqp, queue)
+    got = [p.message_id for body, h in raw for p in unpack(StatusEvent, body, h)]
+    assert got == [f"ok{i}" for i in range(30)] + ["after"] * 5
+    await packer.close()
+    await pub.close()
+
+
+async def test_a_packed_send_job_round_trips_through_unpack():
+    """`unpack` works for any payload type, not only status events."""
+    jobs = [
+        SendJob(message_id=f"j{i}", to="+79160001234", text="hi", route="modem:*") for i in range(3)
+    ]
+    body = b"[" + b",".join(j.to_bytes() for j in jobs) + b"]"
+    assert unpack(SendJob, body, {PACKED: 3}) == jobs
+    with pytest.raises(PayloadError, match="packed SendJob"):
+        unpack(SendJob, b"[" + event("m").to_bytes() + b"]", {PACKED: 1})
