@@ -270,6 +270,16 @@ default = "smpp:b1"
     async def delivered(self, db: asyncpg.Connection) -> int:
         return int(await db.fetchval("SELECT count(*) FROM messages WHERE status = 'delivered'"))
 
+    async def batch_sums(self, c: httpx.AsyncClient) -> tuple[float, float]:
+        """The inbound projection's batch-size histogram: (sum, count)."""
+        text = (await c.get(f"http://127.0.0.1:{self.stack.ports['inbound']}/metrics")).text
+        got = {"sum": 0.0, "count": 0.0}
+        for line in text.splitlines():
+            for k in got:
+                if line.startswith(f"smsgw_inbound_batch_size_{k} "):
+                    got[k] = float(line.split()[1])
+        return got["sum"], got["count"]
+
     async def run_variant(
         self, variant: str, n: int, db: asyncpg.Connection, sim: httpx.AsyncClient, cpu: CpuMeter
     ) -> dict[str, object]:
@@ -280,6 +290,7 @@ default = "smpp:b1"
         base_delivered = await self.delivered(db)
         base_submits = await self.sim_submits(sim)
         at_smsc: float | None = None
+        b0 = await self.batch_sums(sim)
         spies = self.profile(variant) if n > self.args.warmup else []
         c0 = cpu.snap()
         t0 = time.perf_counter()
@@ -299,6 +310,7 @@ default = "smpp:b1"
             spy.send_signal(signal.SIGINT)
             spy.wait(30)
         got = await self.delivered(db) - base_delivered
+        b1 = await self.batch_sums(sim)
         per_msg = {k: round((c1[k] - c0[k]) / n * 1e6) for k in c1 if k != "machine"}
         return {
             "variant": variant,
@@ -317,6 +329,7 @@ default = "smpp:b1"
             },
             "cpu_us_per_msg": per_msg,
             "machine_cpu_us_per_msg": round((c1["machine"] - c0["machine"]) / n * 1e6),
+            "inbound_mean_batch": round((b1[0] - b0[0]) / max(1.0, b1[1] - b0[1]), 1),
             "peak_rss_mb": {
                 name: round(_peak_rss_mb(p.pid), 1) for name, p in self.stack.procs.items()
             },

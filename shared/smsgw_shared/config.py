@@ -220,7 +220,8 @@ class InboundConfig(_Section):
     reassembly_timeout: float = Field(3600.0, gt=0)
     metrics_port: int = Field(9101, ge=0, lt=65536)
     metrics_host: str = "127.0.0.1"  # health/metrics address; 0.0.0.0 in containers
-    batch_size: int = Field(500, ge=1)  # status events per transaction; prefetch is 3x
+    # status events per transaction; prefetch is 3x, in messages (a pack holds up to 50)
+    batch_size: int = Field(500, ge=1)
     expiry_interval: float = Field(5.0, gt=0)  # validity expiry and reassembly timeout sweeps
     expiry_grace: float = Field(3600.0, ge=0)  # sent messages wait this long for a late report
     report_match_window: float = Field(7 * 86400.0, gt=0)  # how far back a report may match

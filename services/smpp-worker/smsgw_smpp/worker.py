@@ -117,6 +117,7 @@ class BindWorker:
             await self._rpc.stop(timeout=5)
         # The window is empty unless jobs were given back: their submits get a short wait.
         await self.bind.stop(self.drain_timeout if not self.unfinished else 5.0)
+        await bounded(self.events.close(), "the last status events", 5.0)
         await bounded(self._publish_heartbeat(), "the last heartbeat", 2.0)
         for t in self._tasks:
             t.cancel()

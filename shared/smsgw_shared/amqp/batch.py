@@ -29,8 +29,8 @@ from aio_pika.message import IncomingMessage
 
 from smsgw_shared.amqp.connection import AmqpConnection
 from smsgw_shared.amqp.consumer import DeadLetterHook, Disposition, P, attempt_of, deliveries_of
-from smsgw_shared.amqp.outcomes import Outcome
-from smsgw_shared.amqp.packing import unpack
+from smsgw_shared.amqp.outcomes import Outcome, PermanentFailure, Poison
+from smsgw_shared.amqp.packing import MAX_PACK, PACKED, unpack
 from smsgw_shared.amqp.publisher import Publisher
 from smsgw_shared.amqp.topology import DELIVERY_LIMIT
 from smsgw_shared.messages.base import PayloadError
@@ -40,6 +40,20 @@ log = logging.getLogger(__name__)
 RESUBSCRIBE_S = 2.0
 
 BatchHandler = Callable[[Sequence[P]], Awaitable[Sequence[BaseException | None]]]
+
+
+def _urgency(outcome: BaseException | None) -> int:
+    """How a payload's outcome ranks when one packed message holds several: done (0) <
+    dead-letter (1) < retry, requeue or a crash (2)."""
+    if outcome is None:
+        return 0
+    return 1 if isinstance(outcome, PermanentFailure | Poison) else 2
+
+
+def _count(message: aiormq.abc.DeliveredMessage) -> int:
+    """Payloads in a message: a pack's count (header), else 1."""
+    n = (message.header.properties.headers or {}).get(PACKED, 1)
+    return n if isinstance(n, int) and 0 < n <= MAX_PACK else 1
 
 
 def _tag(message: aiormq.abc.DeliveredMessage) -> int:
@@ -172,12 +186,24 @@ class BatchConsumer(Generic[P]):
             while self._buffer:
                 # Take the batch once a slot is free: it grows meanwhile.
                 await self._slots.acquire()
-                batch = self._buffer[: self.batch_size]
-                del self._buffer[: len(batch)]
+                batch = self._take()
                 self._handling += len(batch)
                 task = asyncio.create_task(self._process(batch))
                 self._running.add(task)
                 task.add_done_callback(functools.partial(self._finished, len(batch)))
+
+    def _take(self) -> list[aiormq.abc.DeliveredMessage]:
+        """The next batch: messages up to `batch_size` payloads (packs count what they hold;
+        a single pack larger than that goes alone)."""
+        total = taken = 0
+        for message in self._buffer:
+            total += _count(message)
+            if taken and total > self.batch_size:
+                break
+            taken += 1
+        batch = self._buffer[:taken]
+        del self._buffer[:taken]
+        return batch
 
     def _finished(self, size: int, task: asyncio.Task[None]) -> None:
         self._running.discard(task)
@@ -222,11 +248,13 @@ class BatchConsumer(Generic[P]):
             return
         if any(o is not None and not isinstance(o, Outcome) for o in outcomes):
             await asyncio.sleep(0.5)  # items that failed on their own are requeued: no spin
-        # A message is done when all its payloads are; else its first failure decides.
+        # A message is done when all its payloads are. Else its most urgent failure decides:
+        # a payload asking for a retry gets it even beside one that failed for good (the
+        # retried pack may then be dead-lettered for that one; replaying it is idempotent).
         verdict: dict[int, tuple[aiormq.abc.DeliveredMessage, int, BaseException | None]] = {}
         for (raw, _, attempt), outcome in zip(items, outcomes, strict=True):
             seen = verdict.get(id(raw))
-            if seen is None or (seen[2] is None and outcome is not None):
+            if seen is None or _urgency(outcome) > _urgency(seen[2]):
                 verdict[id(raw)] = (raw, attempt, outcome)
         for raw, attempt, outcome in verdict.values():
             if outcome is None:

@@ -24,6 +24,9 @@ from smsgw_shared.amqp.publisher import Outgoing, Publisher, PublishError
 from smsgw_shared.messages.base import Payload, PayloadError
 
 PACKED = "x-smsgw-packed"
+# Payloads per pack at most: a consumer's prefetch counts messages, so a backlog of packs
+# held in hand is at most prefetch x this many payloads.
+MAX_PACK = 50
 
 P = TypeVar("P", bound=Payload)
 Entry = tuple[Outgoing, "asyncio.Future[None]"]
@@ -32,9 +35,9 @@ Entry = tuple[Outgoing, "asyncio.Future[None]"]
 class Packer:
     """Publishes payloads packed; see the module docstring."""
 
-    def __init__(self, publisher: Publisher, max_items: int = 500, in_flight: int = 2) -> None:
+    def __init__(self, publisher: Publisher, max_items: int = MAX_PACK, in_flight: int = 2) -> None:
         self.publisher = publisher
-        self.max_items = max_items
+        self.max_items = min(max_items, MAX_PACK)
         self.in_flight = in_flight
         self._waiting: dict[tuple[str, str], list[Entry]] = {}
         self._flushing: asyncio.Task[None] | None = None

@@ -24,7 +24,7 @@ from smsgw_shared.amqp import (
     UnroutableError,
 )
 from smsgw_shared.amqp.consumer import ATTEMPT_HEADER, REASON_HEADER
-from smsgw_shared.amqp.packing import PACKED, unpack
+from smsgw_shared.amqp.packing import MAX_PACK, PACKED, unpack
 from smsgw_shared.messages import SendJob, StatusEvent
 from smsgw_shared.messages.base import PayloadError
 from smsgw_shared.testing import wait_for
@@ -155,12 +155,12 @@ async def test_packer_joins_the_publishes_of_one_loop_turn():
     events = [event(f"m{i}") for i in range(200)]
     results = await _publish_together(packer, [Outgoing("ev", "status.sent", e) for e in events])
     assert results == [None] * 200
-    assert len(fake.sent) == 1
-    assert fake.sent[0].headers == {PACKED: 200}
+    # One round of packs of at most MAX_PACK (50) payloads each, in order.
+    assert [it.headers for it in fake.sent] == [{PACKED: MAX_PACK}] * (200 // MAX_PACK)
     assert _payloads(fake.sent) == events
     # A lone publish goes as a plain message: no header, the payload's own body.
     await asyncio.wait_for(packer.publish(Outgoing("ev", "status.sent", events[0])), GUARD_S)
-    assert fake.sent[1].headers == {} and fake.sent[1].body() == events[0].to_bytes()
+    assert fake.sent[-1].headers == {} and fake.sent[-1].body() == events[0].to_bytes()
     await packer.close()
 
 
@@ -260,11 +260,41 @@ async def test_200_concurrent_publishes_are_few_messages_and_each_payload_is_han
     consumer = BatchConsumer(amqp, queue, StatusEvent, handler)
     await consumer.start()
     await wait_for(lambda: _async_true(len(seen) >= 200), timeout=20)
-    await asyncio.sleep(0.5)  # a redelivery would show up as a duplicate by now
     await consumer.stop()
     assert Counter(seen) == Counter(e.event_id for e in events)  # all 200, exactly once
-    await _settled_empty(amqp, queue)
+    await _settled_empty(amqp, queue)  # nothing given back for a redelivery
     assert await dlq_messages(amqp, queue) == []
+    await pub.close()
+
+
+async def test_a_batch_holds_at_most_batch_size_payloads_counting_what_packs_hold(
+    amqp: AmqpConnection,
+):
+    """batch_size counts payloads, not messages: packs of 50 with batch_size 60 are
+    handled one pack a batch (a pack larger than batch_size still goes, alone)."""
+    queue, pub, packer = await _setup(amqp)
+    events = [event(f"m{i}") for i in range(200)]
+    assert await _publish_together(packer, [_out(amqp, e) for e in events]) == [None] * 200
+    assert await _ready_count(amqp, queue) == 200 // MAX_PACK
+    sizes: list[int] = []
+
+    async def handler(batch: Sequence[StatusEvent]) -> list[BaseException | None]:
+        sizes.append(len(batch))
+        return [None] * len(batch)
+
+    consumer = BatchConsumer(amqp, queue, StatusEvent, handler, batch_size=60, concurrency=1)
+    await consumer.start()
+    await wait_for(lambda: _async_true(sum(sizes) >= 200), timeout=20)
+    await consumer.stop()
+    assert sizes == [MAX_PACK] * 4
+    small = BatchConsumer(amqp, queue, StatusEvent, handler, batch_size=10, concurrency=1)
+    sizes.clear()
+    assert await _publish_together(packer, [_out(amqp, e) for e in events[:50]]) == [None] * 50
+    await small.start()
+    await wait_for(lambda: _async_true(sum(sizes) >= 50), timeout=20)
+    await small.stop()
+    assert sizes == [50]
+    await _settled_empty(amqp, queue)
     await pub.close()
 
 
@@ -376,11 +406,6 @@ async def test_a_packed_message_with_one_permanent_failure_goes_whole_to_the_dlq
     await pub.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="batch.py lets the first failure decide: a PermanentFailure ahead of a payload "
-    "that asked to be retried dead-letters that payload too, and it is never retried",
-)
 @pytest.mark.parametrize("retry", [RetryLater("busy", delay=0.2), Requeue("back"), OSError("blip")])
 async def test_a_payload_asking_for_a_retry_is_not_dead_lettered_by_another_ones_failure(
     amqp: AmqpConnection, retry: BaseException
