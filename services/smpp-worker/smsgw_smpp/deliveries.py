@@ -145,7 +145,9 @@ class DeliveryHandler:
             sink = self.events
         while True:
             try:
-                await asyncio.wait_for(sink.publish(item), max(0.1, deadline - loop.time()))
+                # asyncio.timeout, not wait_for: no task per receipt
+                async with asyncio.timeout(max(0.1, deadline - loop.time())):
+                    await sink.publish(item)
             except (PublishError, TimeoutError) as exc:
                 left = deadline - loop.time()
                 if left <= 0:

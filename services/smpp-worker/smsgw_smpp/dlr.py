@@ -88,18 +88,30 @@ def parse_date(value: str | None) -> datetime | None:
     if not value:
         return None
     digits = value.strip()
-    if not digits.isdigit():
+    if not (digits.isascii() and digits.isdigit()):
         return None
+    # By hand rather than strptime (about 10 times the CPU, once per receipt); %y's rule:
+    # 69-99 are 19xx, 00-68 are 20xx.
+    n = len(digits)
+    if n not in (10, 12, 14):
+        return None
+    if n == 14:
+        year, rest = int(digits[:4]), digits[4:]
+    else:
+        yy = int(digits[:2])
+        year, rest = (1900 + yy if yy >= 69 else 2000 + yy), digits[2:]
     try:
-        if len(digits) == 10:
-            return datetime.strptime(digits, "%y%m%d%H%M").replace(tzinfo=UTC)
-        if len(digits) == 12:
-            return datetime.strptime(digits, "%y%m%d%H%M%S").replace(tzinfo=UTC)
-        if len(digits) == 14:
-            return datetime.strptime(digits, "%Y%m%d%H%M%S").replace(tzinfo=UTC)
+        return datetime(
+            year,
+            int(rest[0:2]),
+            int(rest[2:4]),
+            int(rest[4:6]),
+            int(rest[6:8]),
+            int(rest[8:10]) if len(rest) == 10 else 0,
+            tzinfo=UTC,
+        )
     except ValueError:
         return None
-    return None
 
 
 def parse_receipt_text(text: str) -> dict[str, str]:

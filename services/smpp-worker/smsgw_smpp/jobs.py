@@ -145,7 +145,10 @@ class JobSender:
         await self._finish(job, info, results)
 
     async def _submit_all(self, job: SendJob, parts: list[SubmitPart]) -> list[PartResult]:
-        results = await asyncio.gather(*(self._submit(p) for p in parts))
+        if len(parts) == 1:  # most SMS: no gather (a task per part)
+            results = [await self._submit(parts[0])]
+        else:
+            results = list(await asyncio.gather(*(self._submit(p) for p in parts)))
         if all(r.provider_id for r in results):
             self._remember(job.job_id, self._sent_event(job, results))
         return results

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime
 
 import pytest
@@ -160,6 +161,25 @@ def test_parse_date_forms() -> None:
     assert parse_date("20240131125901") == datetime(2024, 1, 31, 12, 59, 1, tzinfo=UTC)
     for bad in ("", None, "24013112", "abcdefghij", "2402301200"):
         assert parse_date(bad) is None
+
+
+def test_parse_date_gives_strptimes_answer() -> None:
+    """parse_date reads the digits by hand: the same answer as strptime (%y: 69-99 → 19xx)
+    for every form, century edge, impossible date and non-ASCII digit."""
+    forms = {10: "%y%m%d%H%M", 12: "%y%m%d%H%M%S", 14: "%Y%m%d%H%M%S"}
+    cases = [
+        "6812311259", "6901010000", "0002290000", "0102290000", "2413010000", "2401320000",
+        "2401312400", "2401312360", "240131235960", "99123123595", "19991231235959",
+        "00000101000000", "20240229120000", "20230229120000", "²401311259", "２４01311259",
+        " 2401311259 ", "24013112599", "+401311259", "2401311259\n",
+    ]  # fmt: skip
+    for value in cases:
+        digits = value.strip()
+        expected = None
+        if digits.isascii() and digits.isdigit() and len(digits) in forms:
+            with contextlib.suppress(ValueError):
+                expected = datetime.strptime(digits, forms[len(digits)]).replace(tzinfo=UTC)
+        assert parse_date(value) == expected, value
 
 
 def test_fields_dict() -> None:
