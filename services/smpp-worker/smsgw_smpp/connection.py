@@ -21,6 +21,9 @@ from smsgw_smpp.status import ESME_RINVCMDID, ESME_RINVCMDLEN, ESME_RX_T_APPN, s
 
 log = logging.getLogger(__name__)
 
+# At most one send to the SMSC per this many seconds while PDUs keep coming (see _write).
+FLUSH_GAP = 0.001
+
 RequestHandler = Callable[[sp.Pdu], Awaitable[int]]
 """Handles deliver_sm / data_sm; returns the command_status of the response."""
 
@@ -65,6 +68,7 @@ class SmppConnection(asyncio.Protocol):
         self._buf = bytearray()
         self._out: list[bytes] = []
         self._flush_scheduled = False
+        self._last_flush = 0.0
         self._seq = 0
         # seq → (future, time sent); dict order is send order, which the sweeper relies on.
         self._pending: dict[int, tuple[asyncio.Future[sp.Pdu], float]] = {}
@@ -121,14 +125,21 @@ class SmppConnection(asyncio.Protocol):
         return len(self._pending)
 
     def _write(self, data: bytes) -> None:
-        # Coalesce the PDUs written in one loop iteration into one send() call.
+        # Coalesce the PDUs written in one loop iteration into one send() call, and send at
+        # most once every FLUSH_GAP: under load a send carries many PDUs (each send on
+        # loopback costs both ends a packet's work), idle ones go at once.
         self._out.append(data)
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
+            wait = self._last_flush + FLUSH_GAP - self._loop.time()
+            if wait > 0:
+                self._loop.call_later(wait, self._flush)
+            else:
+                self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         self._flush_scheduled = False
+        self._last_flush = self._loop.time()
         out, self._out = self._out, []
         if self._transport is not None and not self._transport.is_closing():
             self._transport.write(b"".join(out))

@@ -4,8 +4,11 @@ A consumer whose handlers finish together (the inbound projection commits 500 ev
 once) would otherwise send 500 ack frames, each with its own future and drain. The acker
 tracks the delivery tags in hand in arrival order; when handlers finish it acks the longest
 finished prefix with one frame (`multiple` covers every unacked tag up to it, so the prefix
-must hold no delivery still in hand) and finished deliveries behind one still in hand one by
-one, so a slow handler never holds the others' prefetch slots.
+must hold no delivery still in hand). Finished deliveries behind one still in hand wait
+`BEHIND_DELAY` for the prefix to catch up (a worker with a full SMPP window always has an
+earlier job in hand, and acking each one alone cost an ack frame and a socket write a
+message); those still behind then are acked one by one, so a slow handler holds the others'
+prefetch slots for no longer than that.
 
 Tags belong to a channel: after a reconnect the robust channel starts again from 1, and
 whatever was in hand on the old channel is redelivered by the broker, so the acker forgets
@@ -20,6 +23,8 @@ from collections.abc import Awaitable
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+BEHIND_DELAY = 0.05  # seconds a finished delivery behind one in hand waits for a multiple ack
 
 
 async def settle(op: Awaitable[Any]) -> None:
@@ -41,6 +46,7 @@ class Acker:
         # keep insertion order, and tags arrive in increasing order on a channel).
         self._pending: dict[int, bool] = {}
         self._scheduled = False
+        self._late: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     def track(self, channel: Any, tag: int) -> None:
@@ -71,8 +77,9 @@ class Acker:
             # After the handlers woken in this loop iteration have finished too.
             asyncio.get_running_loop().call_soon(self.flush)
 
-    def flush(self) -> None:
-        """Send the acks for everything finished so far."""
+    def flush(self, *, behind_too: bool = False) -> None:
+        """Ack the finished prefix with one frame; finished deliveries behind one in hand
+        are acked one by one when `behind_too`, else `BEHIND_DELAY` later."""
         self._scheduled = False
         last: int | None = None
         while self._pending:
@@ -84,9 +91,18 @@ class Acker:
         if last is not None:
             self._spawn(self._channel, last, multiple=True)
         behind = [tag for tag, finished in self._pending.items() if finished]
-        for tag in behind:
-            del self._pending[tag]
-            self._spawn(self._channel, tag, multiple=False)
+        if not behind:
+            return
+        if behind_too:
+            for tag in behind:
+                del self._pending[tag]
+                self._spawn(self._channel, tag, multiple=False)
+        elif self._late is None:
+            self._late = asyncio.get_running_loop().call_later(BEHIND_DELAY, self._flush_late)
+
+    def _flush_late(self) -> None:
+        self._late = None
+        self.flush(behind_too=True)
 
     def _spawn(self, channel: Any, tag: int, *, multiple: bool) -> None:
         if channel is None or channel.is_closed:
@@ -97,6 +113,9 @@ class Acker:
 
     async def drain(self) -> None:
         """Send what is finished and wait until the broker has every ack."""
-        self.flush()
+        if self._late is not None:
+            self._late.cancel()
+            self._late = None
+        self.flush(behind_too=True)
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
