@@ -202,8 +202,9 @@ def bodies(variant: str, n: int, base: int, tag: str) -> list[bytes]:
         return out
     text = LONG if variant == "long" else TEXT
     return [
-        json.dumps({"to": to(i), "text": f"{tag}{i:06d} {text}"[: len(text)], "from": "Bench"})
-        .encode()
+        json.dumps(
+            {"to": to(i), "text": f"{tag}{i:06d} {text}"[: len(text)], "from": "Bench"}
+        ).encode()
         for i in range(n)
     ]
 
@@ -343,8 +344,19 @@ default = "smpp:b1"
         out.mkdir(parents=True, exist_ok=True)
         return [
             subprocess.Popen(
-                ["py-spy", "record", "-p", str(p.pid), "-r", "200", "-f", "raw", "--nonblocking",
-                 "-o", str(out / f"{variant}-{name}.txt")],
+                [
+                    "py-spy",
+                    "record",
+                    "-p",
+                    str(p.pid),
+                    "-r",
+                    "200",
+                    "-f",
+                    "raw",
+                    "--nonblocking",
+                    "-o",
+                    str(out / f"{variant}-{name}.txt"),
+                ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
