@@ -24,15 +24,15 @@ async def stack(tmp_path, database_url, broker_url, amqp) -> AsyncIterator[Stack
     s.write_config()
     s.start("sim-smsc", "sim", "smsc")
     s.start("sim-modem", "sim", "modem")
-    # Each simulator opens its control port after its SMPP / modem ports: once it answers,
-    # the workers find something to connect to.
-    await s.wait_http(s.smsc_control + "/stats", timeout=120)
-    await s.wait_http(s.modem_control + "/modems", timeout=120)
-    s.start("inbound", "inbound")
-    s.start("modem-worker", "modem-worker")
-    s.start("smpp-worker", "smpp-worker")
-    s.start("api", "api")
     try:
+        # Each simulator opens its control port after its SMPP / modem ports: once it
+        # answers, the workers find something to connect to.
+        await s.wait_http(s.smsc_control + "/stats", timeout=120)
+        await s.wait_http(s.modem_control + "/modems", timeout=120)
+        s.start("inbound", "inbound")
+        s.start("modem-worker", "modem-worker")
+        s.start("smpp-worker", "smpp-worker")
+        s.start("api", "api")
         # Generous: on a loaded 2-core host importing a service alone can take 10 s.
         await s.wait_http(s.api_url + "/readyz", timeout=120)
         for port in ("inbound", "modem_metrics", "smpp_metrics"):

@@ -4,9 +4,7 @@ Prometheus, name metrics that exist, and each fires past its threshold and not b
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -14,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.debian import debian_tool
 from tests.test_metrics_reference import exported_names
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,23 +36,7 @@ def _duration(text: str) -> int:
 
 @pytest.fixture(scope="session")
 def promtool() -> str:
-    """promtool, installed with the Debian `prometheus` package when it is missing (CI runs as
-    root); otherwise the test fails saying how to install it."""
-    found = shutil.which("promtool")
-    if found is None and os.geteuid() == 0 and shutil.which("apt-get"):
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        install = ["apt-get", "install", "-y", "--no-install-recommends", "prometheus"]
-        if subprocess.run(install, env=env, capture_output=True).returncode != 0:
-            subprocess.run(["apt-get", "update"], env=env, capture_output=True, timeout=600)
-            subprocess.run(install, env=env, capture_output=True, timeout=600)
-        found = shutil.which("promtool")
-    if found is None:
-        pytest.fail(
-            "promtool is not installed (needed to check the alert rules): "
-            "apt-get install -y prometheus",
-            pytrace=False,
-        )
-    return found
+    return debian_tool("promtool", "prometheus", "check the alert rules")
 
 
 def _run(promtool: str, *args: str) -> subprocess.CompletedProcess[str]:

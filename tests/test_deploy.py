@@ -17,6 +17,7 @@ import yaml
 
 from smsgw_shared.config import Settings, load_settings
 from smsgw_shared.safety import check_production_safety
+from tests.debian import debian_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICE_TARGETS = {  # compose service -> Dockerfile target, its command and port
@@ -167,17 +168,11 @@ def test_env_is_ignored_by_git_and_the_example_is_not() -> None:
 
 
 def _compose_cmd() -> list[str]:
-    if shutil.which("docker-compose"):
-        return ["docker-compose"]
-    if shutil.which("docker"):
+    if shutil.which("docker") and not shutil.which("docker-compose"):
         probe = subprocess.run(["docker", "compose", "version"], capture_output=True)
         if probe.returncode == 0:
             return ["docker", "compose"]
-    pytest.fail(
-        "docker-compose is not installed (needed to validate docker-compose.yml): "
-        "apt-get install -y docker-compose",
-        pytrace=False,
-    )
+    return [debian_tool("docker-compose", "docker-compose", "validate docker-compose.yml")]
 
 
 def _env_example() -> list[tuple[str, str]]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ import httpx
 import pytest
 from playwright.async_api import Page, async_playwright, expect
 
+from tests.debian import debian_tool
 from tests.e2e.stack import Stack, wait_routes_connected
 
 CHROMIUM = "/usr/bin/chromium"
@@ -45,32 +45,7 @@ SLOW = 60_000  # ms: what goes through the workers and simulators on a busy 2-co
 
 @pytest.fixture(scope="session")
 def chromium() -> str:
-    """Debian's chromium, installed with apt-get when missing (the test fails, saying why,
-    if that does not work)."""
-    if not Path(CHROMIUM).exists():
-        env = os.environ | {"DEBIAN_FRONTEND": "noninteractive"}
-        run = subprocess.run(
-            ["apt-get", "install", "-y", "chromium"],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=900,
-        )
-        if run.returncode != 0:
-            subprocess.run(["apt-get", "update"], capture_output=True, timeout=300, env=env)
-            run = subprocess.run(
-                ["apt-get", "install", "-y", "chromium"],
-                capture_output=True,
-                text=True,
-                env=env,
-                timeout=900,
-            )
-        if not Path(CHROMIUM).exists():
-            pytest.fail(
-                f"{CHROMIUM} is missing and `apt-get install -y chromium` failed "
-                f"(exit {run.returncode}): {run.stderr[-2000:]}"
-            )
-    return CHROMIUM
+    return debian_tool(CHROMIUM, "chromium", "drive the console in a browser", recommends=True)
 
 
 async def _dead_delivery(client: httpx.AsyncClient, webhook_id: str) -> dict[str, Any]:

@@ -106,7 +106,6 @@ async def wide_stack(
         *("sim", "smsc", "--port", str(s.ports["smsc2"])),
         *("--control-port", str(s.ports["smsc2_control"])),
     )
-    await asyncio.sleep(0.5)
     # One of each first, then the second ones: six processes importing at once on a busy
     # 2-core host can starve a connection handshake past its timeout.
     first = {
@@ -128,6 +127,9 @@ async def wide_stack(
         "api2": "api2",
     }
     try:
+        # Each simulator opens its control port after its SMPP port.
+        await s.wait_http(s.smsc_control + "/stats", timeout=120)
+        await s.wait_http(f"http://127.0.0.1:{s.ports['smsc2_control']}/stats", timeout=120)
         for group in (first, second):
             for name, argv in group.items():
                 s.start(name, *argv)

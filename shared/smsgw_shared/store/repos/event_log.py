@@ -19,7 +19,8 @@ from smsgw_shared.store.schema import event_log
 
 APPEND = """
 INSERT INTO event_log (event_id, type, route, message_id, api_key_id, payload, created_at)
-SELECT event_id, type, route, message_id, api_key_id, payload::jsonb, created_at
+SELECT event_id, type, route, message_id, api_key_id, payload::jsonb,
+    coalesce(created_at, now())
 FROM unnest($1::text[], $2::text[], $3::text[], $4::uuid[], $5::uuid[], $6::text[],
     $7::timestamptz[]) WITH ORDINALITY
     AS e(event_id, type, route, message_id, api_key_id, payload, created_at, n)
@@ -131,11 +132,11 @@ class EventLogRepository:
             APPEND,
             [r["event_id"] for r in rows],
             [r["type"] for r in rows],
-            [r["route"] for r in rows],
-            [r["message_id"] for r in rows],
-            [r["api_key_id"] for r in rows],
+            [r.get("route") for r in rows],
+            [r.get("message_id") for r in rows],
+            [r.get("api_key_id") for r in rows],
             [json.dumps(r["payload"], separators=(",", ":")) for r in rows],
-            [r["created_at"] for r in rows],
+            [r.get("created_at") for r in rows],
         )
         return {r[0] for r in found}
 
