@@ -56,6 +56,7 @@ class Work:
     events: list[LogEvent] = field(default_factory=list)
     changed_msgs: set[uuid.UUID] = field(default_factory=set)
     changed_parts: set[tuple[uuid.UUID, int]] = field(default_factory=set)
+    parked: dict[str, StatusEvent] = field(default_factory=dict)  # reports parked this batch
 
 
 def to_report(ev: StatusEvent, part: int | None) -> Report:
@@ -192,15 +193,9 @@ class Projector:
                     log.warning("report without provider id dropped", extra={"route": ev.route})
                     return UNKNOWN
                 w.pending[(ev.route, ev.provider_id)].append(ev)
-                w.out.new_pending.append(
-                    {
-                        "route": ev.route,
-                        "provider_id": ev.provider_id,
-                        "recipient": ev.recipient,
-                        "event_id": ev.event_id,
-                        "body": ev.model_dump(mode="json"),
-                    }
-                )
+                # Its row is made at the end, if it is still parked then: a receipt often
+                # comes in the same batch as its `sent`, a little ahead of it.
+                w.parked[ev.event_id] = ev
                 return PARKED
             self._apply(w, target[0], ev, target[1])
             return APPLIED
@@ -243,9 +238,7 @@ class Projector:
             if isinstance(item, PendingReport):
                 w.out.matched_pending.append(item.id)
             else:
-                w.out.new_pending = [
-                    r for r in w.out.new_pending if r["event_id"] != report.event_id
-                ]
+                del w.parked[report.event_id]
             self._apply(w, mid, report, idx)
         w.pending[key] = keep
 
@@ -331,7 +324,18 @@ def history_detail(error: str | None, reported: datetime, at: datetime) -> str |
 
 
 def flush_state(w: Work) -> None:
-    """Turn the changed messages and parts into rows to write."""
+    """Turn the changed messages and parts, and the reports still parked, into rows to
+    write."""
+    w.out.new_pending.extend(
+        {
+            "route": ev.route,
+            "provider_id": ev.provider_id,
+            "recipient": ev.recipient,
+            "event_id": ev.event_id,
+            "body": ev.model_dump(mode="json"),
+        }
+        for ev in w.parked.values()
+    )
     for mid in sorted(w.changed_msgs):
         msg = w.state[mid]
         w.out.messages.append(

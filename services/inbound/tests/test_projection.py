@@ -113,9 +113,10 @@ async def test_report_and_sent_in_one_batch_in_either_order(
 ) -> None:
     m1, m2 = await add_message(engine), await add_message(engine)
     p1, p2 = uid(), uid()
+    early = report("smpp:b2", p1)
     res = await projector.apply_batch(
         [
-            report("smpp:b2", p1),
+            early,
             sent(m1, "smpp:b2", p1),
             sent(m2, "smpp:b2", p2),
             report("smpp:b2", p2),
@@ -124,6 +125,26 @@ async def test_report_and_sent_in_one_batch_in_either_order(
     assert res == [PARKED, APPLIED, APPLIED, APPLIED]
     assert await status_of(engine, m1) == "delivered"
     assert await status_of(engine, m2) == "delivered"
+    assert await pending_count(engine, early.event_id) == 0  # never left parked
+
+
+async def test_many_reports_ahead_of_their_sent_in_one_batch(
+    engine: AsyncEngine, projector: Projector
+) -> None:
+    """A fast SMSC's receipts often reach the worker's pack ahead of their `sent`: each is
+    applied once its `sent` is, in the same batch; only one whose `sent` never came stays
+    parked (one row)."""
+    mids = [await add_message(engine) for _ in range(30)]
+    pids = [uid() for _ in mids]
+    reports = [report("smpp:b5", p) for p in pids]
+    orphan = report("smpp:b5", uid())
+    batch = [*reports, orphan, *(sent(m, "smpp:b5", p) for m, p in zip(mids, pids, strict=True))]
+    res = await projector.apply_batch(batch)
+    assert res == [PARKED] * 31 + [APPLIED] * 30
+    assert [await status_of(engine, m) for m in mids] == ["delivered"] * 30
+    assert [await pending_count(engine, r.event_id) for r in reports] == [0] * 30
+    assert await pending_count(engine, orphan.event_id) == 1
+    assert [s for s, _ in await history(engine, mids[0])] == ["queued", "sent", "delivered"]
 
 
 async def test_modem_tp_mr_wraps(engine: AsyncEngine, projector: Projector) -> None:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from pydantic_core import to_json
 from sqlalchemy import ColumnElement, and_, case, false, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -135,7 +135,7 @@ class EventLogRepository:
             [r.get("route") for r in rows],
             [r.get("message_id") for r in rows],
             [r.get("api_key_id") for r in rows],
-            [json.dumps(r["payload"], separators=(",", ":")) for r in rows],
+            [to_json(r["payload"]).decode() for r in rows],
             [r.get("created_at") for r in rows],
         )
         return {r[0] for r in found}
