@@ -117,7 +117,10 @@ async def bench_simulator(port: int, n: int, sim_pid: int) -> tuple[float, float
 
 async def bench_e2e(port: int, n: int, window: int, amqp_url: str) -> tuple[float, float]:
     """Jobs/s through the whole worker (RabbitMQ in and out)."""
+    from aio_pika.abc import AbstractIncomingMessage
+
     from smsgw_shared.amqp import AmqpConnection, Outgoing, Publisher, Topology
+    from smsgw_shared.amqp.packing import PACKED
     from smsgw_shared.messages import SendJob
     from smsgw_smpp.service import SmppService
 
@@ -155,9 +158,9 @@ async def bench_e2e(port: int, n: int, window: int, amqp_url: str) -> tuple[floa
     seen = 0
     done = asyncio.Event()
 
-    async def on_sent(message: object) -> None:
+    async def on_sent(message: AbstractIncomingMessage) -> None:
         nonlocal seen
-        seen += 1
+        seen += int((message.headers or {}).get(PACKED, 1))  # type: ignore[call-overload]
         if seen >= n:
             done.set()
 
