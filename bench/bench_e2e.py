@@ -281,6 +281,14 @@ default = "smpp:b1"
                     got[k] = float(line.split()[1])
         return got["sum"], got["count"]
 
+    async def db_counts(self, db: asyncpg.Connection) -> dict[str, int]:
+        """This database's transactions and row writes so far (pg_stat_database)."""
+        row = await db.fetchrow(
+            "SELECT xact_commit, tup_inserted, tup_updated, tup_deleted FROM pg_stat_database"
+            " WHERE datname = current_database()"
+        )
+        return dict(row) if row else {}
+
     async def run_variant(
         self, variant: str, n: int, db: asyncpg.Connection, sim: httpx.AsyncClient, cpu: CpuMeter
     ) -> dict[str, object]:
@@ -292,6 +300,7 @@ default = "smpp:b1"
         base_submits = await self.sim_submits(sim)
         at_smsc: float | None = None
         b0 = await self.batch_sums(sim)
+        d0 = await self.db_counts(db)
         spies = self.profile(variant) if n > self.args.warmup else []
         c0 = cpu.snap()
         t0 = time.perf_counter()
@@ -312,6 +321,8 @@ default = "smpp:b1"
             spy.wait(30)
         got = await self.delivered(db) - base_delivered
         b1 = await self.batch_sums(sim)
+        await asyncio.sleep(0.6)  # the statistics collector reports every 500 ms
+        d1 = await self.db_counts(db)
         per_msg = {k: round((c1[k] - c0[k]) / n * 1e6) for k in c1 if k != "machine"}
         return {
             "variant": variant,
@@ -330,6 +341,8 @@ default = "smpp:b1"
             },
             "cpu_us_per_msg": per_msg,
             "machine_cpu_us_per_msg": round((c1["machine"] - c0["machine"]) / n * 1e6),
+            # per message, this database (the bench's own polling included)
+            "db_per_msg": {k: round((d1[k] - d0[k]) / n, 2) for k in d1},
             "inbound_mean_batch": round((b1[0] - b0[0]) / max(1.0, b1[1] - b0[1]), 1),
             "peak_rss_mb": {
                 name: round(_peak_rss_mb(p.pid), 1) for name, p in self.stack.procs.items()
