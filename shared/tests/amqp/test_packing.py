@@ -66,10 +66,17 @@ async def _raw_messages(amqp: AmqpConnection, queue: str) -> list[tuple[bytes, d
     return out
 
 
+async def _unconsumed(amqp: AmqpConnection, queue: str) -> bool:
+    ch = await amqp.channel(confirms=False)
+    q = await ch.declare_queue(queue, passive=True)
+    await ch.close()
+    return not q.declaration_result.consumer_count
+
+
 async def _settled_empty(amqp: AmqpConnection, queue: str) -> None:
-    """Nothing ready and nothing unacked: once the consumer's channel is closed, anything it
-    left unacked comes back as ready, so the count must stay at zero."""
-    await asyncio.sleep(0.5)  # the broker requeues the closed channel's deliveries
+    """Nothing ready and nothing unacked: once the broker has dropped the stopped consumer
+    (its channel closed), anything it left unacked is ready again, so the count must be 0."""
+    await wait_for(lambda: _unconsumed(amqp, queue), timeout=20)
     assert await _ready_count(amqp, queue) == 0
 
 
@@ -350,8 +357,8 @@ async def test_a_packed_message_with_one_retry_later_is_retried_whole(amqp: Amqp
     seen, consumer, pub, queue = await _consume_packs(
         amqp, {"r3": [RetryLater("busy", delay=0.2)]}, [pack, others]
     )
-    await wait_for(lambda: _async_true(seen.count("r3") == 2), timeout=20)
-    await asyncio.sleep(0.5)
+    # The whole pack back once (the other acked): stop() then waits for the acks.
+    await wait_for(lambda: _async_true(len(seen) == 2 * len(pack) + len(others)), timeout=20)
     await consumer.stop()
     counts = Counter(seen)
     assert all(counts[m] == 2 for m in pack), counts  # the whole message came back
@@ -366,8 +373,7 @@ async def test_a_packed_message_with_one_requeue_is_redelivered_whole(amqp: Amqp
     seen, consumer, pub, queue = await _consume_packs(
         amqp, {"q7": [Requeue("give it back")]}, [pack]
     )
-    await wait_for(lambda: _async_true(seen.count("q7") == 2), timeout=20)
-    await asyncio.sleep(0.5)
+    await wait_for(lambda: _async_true(len(seen) == 2 * len(pack)), timeout=20)
     await consumer.stop()
     assert Counter(seen) == Counter({m: 2 for m in pack})
     await _settled_empty(amqp, queue)
@@ -393,7 +399,7 @@ async def test_a_packed_message_with_one_permanent_failure_goes_whole_to_the_dlq
         return bool(dead)
 
     await wait_for(in_dlq, timeout=20)
-    await asyncio.sleep(0.5)
+    await wait_for(lambda: _async_true(len(seen) == len(pack + others)), timeout=20)
     await consumer.stop()
     dead.extend(await dlq_messages(amqp, queue))
     assert len(dead) == 1, dead
