@@ -33,11 +33,9 @@ import contextlib
 import json
 import os
 import resource
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -49,13 +47,8 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from smsgw_shared.amqp import AmqpConnection, Topology  # noqa: E402
-from smsgw_shared.config import load_settings  # noqa: E402
-from smsgw_shared.store.db import drop_database  # noqa: E402
-from smsgw_shared.store.migrate import upgrade  # noqa: E402
 from smsgw_shared.testing import free_port  # noqa: E402
-from smsgw_shared.testing.plugin import delete_namespace  # noqa: E402
-from tests.e2e.stack import Stack  # noqa: E402
+from tests.e2e.stack import Stack, scratch  # noqa: E402
 
 AMQP = os.environ.get("SMSGW_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 PG = os.environ.get("SMSGW_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
@@ -411,17 +404,11 @@ default = "smpp:b1"
                 finally:
                     await db.close()
         except Exception:
-            for name in list(s.procs):
-                print(f"--- {name}.log (tail)\n{s.logs(name)[-1500:]}", file=sys.stderr)
+            s.print_logs()
             raise
         finally:
             s.stop_all()
-            settings = load_settings(s.config)
-            conn = AmqpConnection(AMQP, Topology(s.namespace, settings.workers.retry_delays))
-            with contextlib.suppress(Exception):
-                await conn.connect()
-                await delete_namespace(conn, settings)
-                await conn.close()
+            await s.remove_namespace()
         return 1 if failed else 0
 
 
@@ -439,15 +426,8 @@ def main() -> int:
     args = ap.parse_args()
     if args.smsc and not args.sim_ctl:
         ap.error("--smsc needs --sim-ctl")
-    database_url = f"{PG}/smsgw_bench_{uuid.uuid4().hex[:8]}"
-    workdir = Path(tempfile.mkdtemp(prefix="smsgw-bench-e2e-"))
-    try:
-        upgrade(database_url)
+    with scratch(PG, "bench") as (database_url, workdir):
         return asyncio.run(Bench(args, workdir, database_url).run())
-    finally:
-        with contextlib.suppress(Exception):
-            asyncio.run(drop_database(database_url))
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

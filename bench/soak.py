@@ -35,11 +35,9 @@ import collections
 import contextlib
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -52,13 +50,8 @@ from aiohttp import web
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from smsgw_shared.amqp import AmqpConnection, Topology  # noqa: E402
-from smsgw_shared.config import load_settings  # noqa: E402
-from smsgw_shared.store.db import drop_database  # noqa: E402
-from smsgw_shared.store.migrate import upgrade  # noqa: E402
 from smsgw_shared.testing import free_port  # noqa: E402
-from smsgw_shared.testing.plugin import delete_namespace  # noqa: E402
-from tests.e2e.stack import Stack  # noqa: E402
+from tests.e2e.stack import Stack, scratch  # noqa: E402
 
 MINUTES = float(os.environ.get("SOAK_MINUTES", "30"))
 RATE = float(os.environ.get("SOAK_RATE", "20"))
@@ -421,29 +414,16 @@ async def soak(workdir: Path, database_url: str) -> int:
             await until_ready(stack, f"http://127.0.0.1:{stack.ports[port]}/readyz")
         return await Soak(stack, database_url).run()
     except Exception:
-        for name in list(stack.procs):
-            print(f"--- {name}.log (tail)\n{stack.logs(name)[-1500:]}", file=sys.stderr)
+        stack.print_logs()
         raise
     finally:
         stack.stop_all()
-        settings = load_settings(stack.config)
-        conn = AmqpConnection(AMQP, Topology(stack.namespace, settings.workers.retry_delays))
-        with contextlib.suppress(Exception):
-            await conn.connect()
-            await delete_namespace(conn, settings)
-            await conn.close()
+        await stack.remove_namespace()
 
 
 def main() -> int:
-    database_url = f"{PG}/smsgw_soak_{uuid.uuid4().hex[:8]}"
-    workdir = Path(tempfile.mkdtemp(prefix="smsgw-soak-"))
-    try:
-        upgrade(database_url)
+    with scratch(PG, "soak") as (database_url, workdir):
         return asyncio.run(soak(workdir, database_url))
-    finally:
-        with contextlib.suppress(Exception):
-            asyncio.run(drop_database(database_url))
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

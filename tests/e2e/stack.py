@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
+from smsgw_shared.amqp import AmqpConnection, Topology
+from smsgw_shared.config import load_settings
+from smsgw_shared.store.db import drop_database
+from smsgw_shared.store.migrate import upgrade
 from smsgw_shared.testing import free_port
+from smsgw_shared.testing.plugin import delete_namespace
 
 
 @dataclass
@@ -143,6 +153,22 @@ to = "smpp:b1"
         for name in reversed(list(self.procs)):
             self.stop(name)
 
+    def print_logs(self) -> None:
+        """The tail of every process's log, on stderr (after a failure)."""
+        for name in list(self.procs):
+            print(f"--- {name}.log (tail)\n{self.logs(name)[-1500:]}", file=sys.stderr)
+
+    async def remove_namespace(self) -> None:
+        """Delete this gateway's queues and exchanges (best effort: the broker may be gone)."""
+        settings = load_settings(self.config)
+        conn = AmqpConnection(
+            self.amqp_url, Topology(self.namespace, settings.workers.retry_delays)
+        )
+        with contextlib.suppress(Exception):
+            await conn.connect()
+            await delete_namespace(conn, settings)
+            await conn.close()
+
     def logs(self, name: str) -> str:
         path = self.workdir / f"{name}.log"
         return path.read_text(errors="replace")[-4000:] if path.exists() else ""
@@ -162,6 +188,21 @@ to = "smpp:b1"
                         raise AssertionError(f"{name} exited:\n{self.logs(name)}")
                 await asyncio.sleep(0.2)
         raise AssertionError(f"{url} not ready within {timeout}s")
+
+
+@contextlib.contextmanager
+def scratch(pg_url: str, prefix: str) -> Iterator[tuple[str, Path]]:
+    """A migrated throw-away database on the PostgreSQL server at `pg_url` and a work
+    directory, both removed afterwards (for the benchmarks that run a whole gateway)."""
+    database_url = f"{pg_url}/smsgw_{prefix}_{uuid.uuid4().hex[:8]}"
+    workdir = Path(tempfile.mkdtemp(prefix=f"smsgw-{prefix}-"))
+    try:
+        upgrade(database_url)
+        yield database_url, workdir
+    finally:
+        with contextlib.suppress(Exception):
+            asyncio.run(drop_database(database_url))
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 async def wait_routes_connected(client: httpx.AsyncClient, timeout: float = 120) -> None:
