@@ -281,8 +281,13 @@ class Consumer(Generic[P]):
                 left,
                 extra={"queue": self.queue_name},
             )
-            for t in list(self._in_flight):
+            cancelled = list(self._in_flight)
+            for t in cancelled:
                 t.cancel()
+            # Let each cancelled handler send its nack before the channel closes, so the
+            # broker gives the message back at once rather than when it notices the close.
+            if cancelled:
+                await asyncio.wait(cancelled, timeout=5)
         await self._acks.drain()
         if self._channel is not None and not self._channel.is_closed:
             await self._channel.close()

@@ -247,6 +247,10 @@ async def _ready_count(amqp: AmqpConnection, queue: str) -> int:
     return int(count or 0)
 
 
+async def _ready_is(amqp: AmqpConnection, queue: str, n: int) -> bool:
+    return await _ready_count(amqp, queue) == n
+
+
 async def test_acks_of_a_batch_finishing_together_all_reach_the_broker(amqp: AmqpConnection):
     """Handlers released at once are acked with coalesced frames; failures in the middle of
     the run are dead-lettered, and nothing is left unacked (it would come back as ready
@@ -327,8 +331,16 @@ async def test_a_handler_cancelled_at_stop_is_requeued_and_the_rest_stay_acked(
         [Outgoing(t.jobs_exchange, "modem.pool", job(m)) for m in ("a", "stuck", "b", "c")]
     )
     await wait_for(lambda: _async_true(len(done) == 3), timeout=15)
-    await consumer.stop(timeout=0.5)
-    assert await _ready_count(amqp, queue) == 1  # only the one in hand comes back
+    assert await consumer.stop(timeout=0.5) == 1
+    # Only the one in hand comes back. The broker requeues it asynchronously (a quorum
+    # queue applies the nack through its log), so wait for it, then check nothing else is.
+    await wait_for(lambda: _ready_is(amqp, queue, 1), timeout=15)
+    ch = await amqp.channel(confirms=False)
+    q = await ch.declare_queue(queue, passive=True)
+    got = await q.get(no_ack=True)
+    assert SendJob.model_validate_json(got.body).message_id == "stuck"
+    assert await q.get(no_ack=True, fail=False) is None
+    await ch.close()
     await pub.close()
 
 
