@@ -22,7 +22,8 @@ accepted/s (HTTP), at-SMSC msgs/s (the simulator's submit_sm count), full-loop m
 request sent → last message `delivered` in the store), API latency percentiles, CPU µs per
 message for each service, the simulator, the load generator, PostgreSQL and RabbitMQ (every
 process of theirs on the machine: keep the machine otherwise quiet), and each service's
-peak RSS. The database and namespace are removed at the end.
+peak RSS, and the store's transactions and row writes per message (in all and per
+table). The database and namespace are removed at the end.
 """
 
 from __future__ import annotations
@@ -282,6 +283,15 @@ default = "smpp:b1"
         )
         return dict(row) if row else {}
 
+    async def table_counts(self, db: asyncpg.Connection) -> dict[str, dict[str, int]]:
+        """Row writes so far per table (pg_stat_user_tables): which tables one SMS costs,
+        and how many of its updates were HOT (no index entries written)."""
+        rows = await db.fetch(
+            "SELECT relname, n_tup_ins AS ins, n_tup_upd AS upd, n_tup_hot_upd AS hot,"
+            " n_tup_del AS del FROM pg_stat_user_tables"
+        )
+        return {r["relname"]: {k: r[k] for k in ("ins", "upd", "hot", "del")} for r in rows}
+
     async def run_variant(
         self, variant: str, n: int, db: asyncpg.Connection, sim: httpx.AsyncClient, cpu: CpuMeter
     ) -> dict[str, object]:
@@ -294,6 +304,7 @@ default = "smpp:b1"
         at_smsc: float | None = None
         b0 = await self.batch_sums(sim)
         d0 = await self.db_counts(db)
+        t0_tables = await self.table_counts(db)
         spies = self.profile(variant) if n > self.args.warmup else []
         c0 = cpu.snap()
         t0 = time.perf_counter()
@@ -314,8 +325,12 @@ default = "smpp:b1"
             spy.wait(30)
         got = await self.delivered(db) - base_delivered
         b1 = await self.batch_sums(sim)
-        await asyncio.sleep(0.6)  # the statistics collector reports every 500 ms
+        # A busy backend reports its statistics at most once a second, an idle one after
+        # 10 s (PostgreSQL 15's PGSTAT_IDLE_INTERVAL): wait that out, or the last second's
+        # writes are missing from the counts (the CPU figures were taken above).
+        await asyncio.sleep(11)
         d1 = await self.db_counts(db)
+        t1_tables = await self.table_counts(db)
         per_msg = {k: round((c1[k] - c0[k]) / n * 1e6) for k in c1 if k != "machine"}
         return {
             "variant": variant,
@@ -336,6 +351,15 @@ default = "smpp:b1"
             "machine_cpu_us_per_msg": round((c1["machine"] - c0["machine"]) / n * 1e6),
             # per message, this database (the bench's own polling included)
             "db_per_msg": {k: round((d1[k] - d0[k]) / n, 2) for k in d1},
+            "db_tables_per_msg": {
+                name: {
+                    k: round((t1_tables[name][k] - t0_tables.get(name, {}).get(k, 0)) / n, 2)
+                    for k in ("ins", "upd", "hot", "del")
+                    if t1_tables[name][k] - t0_tables.get(name, {}).get(k, 0)
+                }
+                for name in sorted(t1_tables)
+                if t1_tables[name] != t0_tables.get(name)
+            },
             "inbound_mean_batch": round((b1[0] - b0[0]) / max(1.0, b1[1] - b0[1]), 1),
             "peak_rss_mb": {
                 name: round(_peak_rss_mb(p.pid), 1) for name, p in self.stack.procs.items()
