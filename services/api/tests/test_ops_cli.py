@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from smsgw_shared.amqp import AmqpConnection
 from smsgw_shared.config import Settings
 from smsgw_shared.testing import free_port
 
@@ -62,8 +63,9 @@ async def test_no_key_is_a_usage_error() -> None:
 
 
 async def test_refused_keys_and_what_is_down(
-    serve: Callable[[Settings], Any], api_settings: Settings
+    serve: Callable[[Settings], Any], api_settings: Settings, amqp: AmqpConnection
 ) -> None:
+    # `amqp`: its teardown deletes the job queues the served API declares.
     async with serve(api_settings) as host:
         url = f"http://{host}"
         admin = api_settings.bootstrap_api_key

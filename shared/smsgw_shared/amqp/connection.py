@@ -114,8 +114,15 @@ class AmqpConnection:
 
     @property
     def declared_names(self) -> set[str]:
-        """Names of everything this connection declared (tests delete them afterwards)."""
+        """Names of everything declared since the topology was last known good (a
+        reconnect or a vanished exchange forgets them, to declare them again)."""
         return set(self._declared)
+
+    @property
+    def queue_names(self) -> set[str]:
+        """Every queue this connection ever declared, forgotten or not (what a test
+        deletes afterwards)."""
+        return set(self._specs)
 
     @property
     def is_connected(self) -> bool:

@@ -122,14 +122,16 @@ async def delete_namespace(conn: AmqpConnection, settings: Settings) -> None:
     for tiers in (settings.workers.retry_delays, [0.2, 0.5, 1.0, 2.0], [5.0, 30.0, 120.0, 600.0]):
         t = Topology(topo.ns, tiers)
         names |= set(t.all_queue_names(routes, modems, binds))
-    names |= conn.declared_names
+    names |= conn.declared_names | conn.queue_names
     exchanges = {n for n, _ in topo.exchanges()}
     ch = await conn.connection.channel(publisher_confirms=False)
     for name in names - exchanges:
-        try:
-            await ch.queue_delete(name)
-        except Exception:
-            ch = await conn.connection.channel(publisher_confirms=False)
+        for _ in range(2):  # once more on a fresh channel if the first try lost its channel
+            try:
+                await ch.queue_delete(name)
+                break
+            except Exception:
+                ch = await conn.connection.channel(publisher_confirms=False)
     for name in exchanges:
         try:
             await ch.exchange_delete(name)

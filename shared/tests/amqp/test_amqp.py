@@ -16,6 +16,7 @@ from smsgw_shared.amqp import (
     PermanentFailure,
     Poison,
     Publisher,
+    QueueSpec,
     RetryLater,
     UnroutableError,
 )
@@ -435,3 +436,17 @@ async def test_a_reconnect_declares_everything_again(amqp: AmqpConnection, monke
 
     await wait_for(declared_again, 20)
     assert t.job_queue("modem:*") in again[-1] and t.jobs_exchange in amqp.declared_names
+
+
+async def test_a_queue_forgotten_for_redeclaring_is_still_known_for_cleanup(
+    amqp: AmqpConnection,
+):
+    """An unroutable publish makes the connection forget what it declared (to declare it
+    all again); the names a test deletes afterwards must not go with it, or its queues are
+    left on the broker (they were, after every test run)."""
+    t = amqp.topology
+    extra = QueueSpec(f"{t.ns}.extra", {}, ((t.jobs_exchange, "extra"),))
+    await amqp.declare([extra])
+    amqp.unroutable([t.jobs_exchange])
+    assert extra.name not in amqp.declared_names
+    assert extra.name in amqp.queue_names
