@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from smsgw_shared.amqp import AmqpConnection
 from smsgw_shared.config import Settings
 from smsgw_shared.safety import UnsafeConfiguration
 from smsgw_shared.testing import free_port, wait_for
@@ -110,8 +111,9 @@ def refuses_connections(host: str, port: int) -> bool:
 
 @pytest.mark.parametrize("name", list(SERVICES))
 async def test_health_and_metrics_bind_the_configured_address(
-    name: str, db_settings: Settings
+    name: str, db_settings: Settings, amqp: AmqpConnection
 ) -> None:
+    # `amqp`: its teardown deletes the queues the service declares in this namespace.
     # 127.0.0.2 is loopback too (all of 127/8 is), but a different address than 127.0.0.1:
     # a server on 0.0.0.0 would answer on both.
     port = free_port()
