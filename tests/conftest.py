@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 
 import httpx
@@ -14,13 +13,7 @@ from tests.e2e.stack import Stack
 
 @pytest.fixture
 async def stack(tmp_path, database_url, broker_url, amqp) -> AsyncIterator[Stack]:
-    s = Stack(
-        workdir=tmp_path,
-        namespace=amqp.topology.ns,
-        database_url=database_url,
-        amqp_url=broker_url,
-        api_key="sgw_e2e_" + uuid.uuid4().hex,
-    )
+    s = Stack.in_test(tmp_path, amqp, database_url, broker_url)
     s.write_config()
     s.start("sim-smsc", "sim", "smsc")
     s.start("sim-modem", "sim", "modem")

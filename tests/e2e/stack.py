@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Self
 
 import httpx
 
@@ -34,13 +35,26 @@ class Stack:
     namespace: str
     database_url: str
     amqp_url: str
-    api_key: str
+    api_key: str = field(default_factory=lambda: "sgw_e2e_" + uuid.uuid4().hex)
     modems: int = 2
     webhook_retry: str = "[0.3, 0.6]"  # webhooks.retry_schedule
     bind_extra: str = ""  # more keys of the [[smpp.binds]] table
     ports: dict[str, int] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     config: Path | None = None
+
+    @classmethod
+    def in_test(
+        cls, workdir: Path, amqp: AmqpConnection, database_url: str, broker_url: str, **kw: Any
+    ) -> Self:
+        """A stack in the test's namespace (the `amqp` fixture deletes it afterwards)."""
+        return cls(
+            workdir=workdir,
+            namespace=amqp.topology.ns,
+            database_url=database_url,
+            amqp_url=broker_url,
+            **kw,
+        )
 
     @property
     def api_url(self) -> str:

@@ -81,14 +81,7 @@ class Receiver:
 async def wide_stack(
     tmp_path: Path, database_url: str, broker_url: str, amqp: Any
 ) -> AsyncIterator[Stack]:
-    s = Stack(
-        workdir=tmp_path,
-        namespace=amqp.topology.ns,
-        database_url=database_url,
-        amqp_url=broker_url,
-        api_key="sgw_wide_" + uuid.uuid4().hex,
-        modems=0,
-    )
+    s = Stack.in_test(tmp_path, amqp, database_url, broker_url, modems=0)
     for name in ("smsc", "api2", "inbound2", "smpp_metrics2", "smsc2", "smsc2_control"):
         s.ports[name] = free_port()
     # The pool's binds, b2 and b3, are added after the Stack's own b1 (which stays unused).

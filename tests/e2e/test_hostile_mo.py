@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import random
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,13 +36,7 @@ async def stack(
     tmp_path: Path, database_url: str, broker_url: str, amqp: Any
 ) -> AsyncIterator[Stack]:
     """`tests/conftest.py`'s stack, with more patience while the services start."""
-    s = Stack(
-        workdir=tmp_path,
-        namespace=amqp.topology.ns,
-        database_url=database_url,
-        amqp_url=broker_url,
-        api_key="sgw_e2e_" + uuid.uuid4().hex,
-    )
+    s = Stack.in_test(tmp_path, amqp, database_url, broker_url)
     s.write_config()
     for name, argv in (
         ("sim-smsc", ("sim", "smsc")),

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,13 +85,7 @@ SERVICES = {
 
 @pytest.fixture
 async def lstack(tmp_path, database_url, broker_url, amqp) -> AsyncIterator[LifecycleStack]:
-    s = LifecycleStack(
-        workdir=tmp_path,
-        namespace=amqp.topology.ns,
-        database_url=database_url,
-        amqp_url=broker_url,
-        api_key="sgw_life_" + uuid.uuid4().hex,
-    )
+    s = LifecycleStack.in_test(tmp_path, amqp, database_url, broker_url)
     s.write_config()
     s.top_level(log_format="json", log_level="DEBUG", shutdown_timeout=20.0)
     try:

@@ -166,12 +166,11 @@ async def _sent_texts(stack: Stack) -> collections.Counter[str]:
 async def fault_stack(
     tmp_path: Path, database_url: str, broker_url: str, amqp: Any
 ) -> AsyncIterator[Stack]:
-    s = Stack(
-        workdir=tmp_path,
-        namespace=amqp.topology.ns,
-        database_url=database_url,
-        amqp_url=broker_url,
-        api_key="sgw_faults_" + uuid.uuid4().hex,
+    s = Stack.in_test(
+        tmp_path,
+        amqp,
+        database_url,
+        broker_url,
         webhook_retry="[0.5, 1.0, 2.0, 4.0, 8.0]",
         bind_extra="response_timeout = 2.0\nreconnect_max = 2.0\nwindow = 16",
     )
