@@ -125,7 +125,10 @@ async def delete_namespace(conn: AmqpConnection, settings: Settings) -> None:
     names |= conn.declared_names | conn.queue_names
     exchanges = {n for n, _ in topo.exchanges()}
     ch = await conn.connection.channel(publisher_confirms=False)
-    for name in names - exchanges:
+    # The connection's own queues go twice: a declare of its re-declaring task, cancelled
+    # by `stop_redeclaring` after the broker had it, may land (on its own channel) after
+    # the first delete. By the second pass it has.
+    for name in [*sorted(names - exchanges), *sorted(conn.queue_names - exchanges)]:
         for _ in range(2):  # once more on a fresh channel if the first try lost its channel
             try:
                 await ch.queue_delete(name)
