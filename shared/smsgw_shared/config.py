@@ -71,6 +71,10 @@ class SmppBindConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(2775, gt=0, lt=65536)
     system_id: str = "smsgw"
+    # Binds of one SMSC account share receipts (the SMSC may send one on any of them):
+    # binds naming the same account, or naming none with the same host, port and
+    # system_id, are matched as one (`smsgw_shared.report_scope`).
+    account: str = Field("", max_length=80)
     password: str = "secret"
     system_type: str = ""
     mode: Literal["transceiver", "transmitter_receiver"] = "transceiver"

@@ -4,7 +4,9 @@ One batch of events per transaction. Order of work (every writer takes locks in 
 so concurrent batches cannot deadlock): advisory locks on the (route, provider id) keys the
 batch touches, then the message rows in id order. Delivery reports carry no message id: they
 are matched on (route, provider id) — and the recipient on modem routes, where the TP-MR
-wraps at 256 — and parked in `pending_reports` when their `sent` is not known yet.
+wraps at 256 — and parked in `pending_reports` when their `sent` is not known yet. Binds
+of one SMSC account count as one route for this (`smsgw_shared.report_scope`): the SMSC may
+send a receipt on any of them.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,6 +26,7 @@ from smsgw_inbound.events import MESSAGE_STATUS, LogEvent, iso, record_events, s
 from smsgw_inbound.numbers import same_number
 from smsgw_inbound.state_machine import PART_FINAL, Message, Part, Report, apply
 from smsgw_shared.messages import StatusEvent, utcnow
+from smsgw_shared.report_scope import ReportScopes
 from smsgw_shared.store.repos.projection import (
     Key,
     PendingReport,
@@ -100,10 +103,15 @@ def build_message(row: dict[str, Any], parts: list[dict[str, Any]]) -> Message:
 class Projector:
     """Applies status events to the store."""
 
-    def __init__(self, engine: AsyncEngine, match_window: float) -> None:
+    def __init__(
+        self, engine: AsyncEngine, match_window: float, scopes: ReportScopes | None = None
+    ) -> None:
         self.engine = engine
         self.repo = ProjectionRepository(engine)
         self.match_window = timedelta(seconds=match_window)
+        # Binds of one SMSC account are matched as one: keys in memory are scoped, and the
+        # store is asked for every route a scoped key stands for.
+        self.scopes = scopes or ReportScopes()
 
     async def apply_batch(self, events: Sequence[StatusEvent]) -> list[str]:
         """Apply events in order; returns one result per event (applied, duplicate, parked,
@@ -116,25 +124,27 @@ class Projector:
                 unique.append(ev)
         now = utcnow()
         since = now - self.match_window
+        key = self.scopes.key
         report_keys = {
-            (e.route, e.provider_id) for e in unique if not e.message_id and e.provider_id
+            key(e.route, e.provider_id) for e in unique if not e.message_id and e.provider_id
         }
         part_keys = {
-            (e.route, p.provider_id)
+            key(e.route, p.provider_id)
             for e in unique
             if e.message_id
             for p in e.parts
             if p.provider_id
         }
+        expand = self.scopes.expand
         async with self.engine.begin() as conn:
             await self.repo.lock_keys(conn, report_keys | part_keys)
             ids = {uuid.UUID(e.message_id) for e in unique if e.message_id}
-            ids |= await self.repo.message_ids_for_keys(conn, sorted(report_keys), since)
+            ids |= await self.repo.message_ids_for_keys(conn, expand(report_keys), since)
             msgs = await self.repo.lock_messages(conn, ids)
             seen = await self.repo.seen(conn, [e.event_id for e in unique], msgs)
             parts = await self.repo.load_parts(conn, msgs)
-            pending = await self.repo.pending_for(conn, sorted(part_keys), since)
-            work = self._work(now, msgs, parts, pending)
+            pending = await self.repo.pending_for(conn, expand(part_keys), since)
+            work = self._work(now, msgs, parts, pending, key)
             for ev in unique:
                 if ev.event_id in seen:
                     continue
@@ -172,16 +182,17 @@ class Projector:
         msgs: dict[uuid.UUID, dict[str, Any]],
         parts: list[dict[str, Any]],
         pending: list[PendingReport],
+        key: Callable[[str, str], Key],
     ) -> Work:
         by_msg: dict[uuid.UUID, list[dict[str, Any]]] = defaultdict(list)
         by_key: dict[Key, list[tuple[uuid.UUID, int]]] = defaultdict(list)
         for p in parts:
             by_msg[p["message_id"]].append(p)
             if p["provider_id"]:
-                by_key[(p["route"], p["provider_id"])].append((p["message_id"], p["idx"]))
+                by_key[key(p["route"], p["provider_id"])].append((p["message_id"], p["idx"]))
         parked: dict[Key, list[PendingReport | StatusEvent]] = defaultdict(list)
         for r in pending:
-            parked[(r.route, r.provider_id)].append(r)
+            parked[key(r.route, r.provider_id)].append(r)
         state = {mid: build_message(row, by_msg[mid]) for mid, row in msgs.items()}
         return Work(now, msgs, state, by_key, parked)
 
@@ -192,7 +203,7 @@ class Projector:
                 if not ev.provider_id:
                     log.warning("report without provider id dropped", extra={"route": ev.route})
                     return UNKNOWN
-                w.pending[(ev.route, ev.provider_id)].append(ev)
+                w.pending[self.scopes.key(ev.route, ev.provider_id)].append(ev)
                 # Its row is made at the end, if it is still parked then: a receipt often
                 # comes in the same batch as its `sent`, a little ahead of it.
                 w.parked[ev.event_id] = ev
@@ -208,7 +219,7 @@ class Projector:
         for ref in ev.parts:
             if not ref.provider_id:
                 continue
-            key = (ev.route, ref.provider_id)
+            key = self.scopes.key(ev.route, ref.provider_id)
             if (mid, ref.index) not in w.by_key[key]:
                 w.by_key[key].append((mid, ref.index))
             self._unpark(w, key, mid, ref.index, ev, msg)
@@ -247,7 +258,7 @@ class Projector:
         (and recipient on modems) before the report's time."""
         assert ev.provider_id is not None
         cands = []
-        for mid, idx in w.by_key.get((ev.route, ev.provider_id), []):
+        for mid, idx in w.by_key.get(self.scopes.key(ev.route, ev.provider_id), []):
             part = w.state[mid].parts.get(idx)
             if part is None:
                 continue

@@ -28,6 +28,7 @@ from smsgw_shared.amqp import (
 from smsgw_shared.config import Settings
 from smsgw_shared.messages import Heartbeat, InboundPart, StatusEvent
 from smsgw_shared.observability import HealthServer
+from smsgw_shared.report_scope import ReportScopes
 from smsgw_shared.runtime import ShutdownReport, bounded, tune_gc
 from smsgw_shared.safety import check_production_safety
 from smsgw_shared.store.db import make_engine
@@ -128,7 +129,8 @@ async def run(
     port = await health.start()
     log.info("health and metrics on port %d", port)
 
-    status = StatusHandler(Projector(engine, cfg.report_match_window), engine)
+    scopes = ReportScopes.from_settings(settings)  # binds of one SMSC account share receipts
+    status = StatusHandler(Projector(engine, cfg.report_match_window, scopes), engine)
     receiver = Receiver(engine, cfg.reassembly_timeout)
     expirer = Expirer(engine, cfg.expiry_grace)
     dispatcher = Dispatcher(WebhookRepository(engine), settings.webhooks)

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from smsgw_inbound.expiry import Expirer
 from smsgw_inbound.projection import APPLIED, DUPLICATE, PARKED, UNKNOWN, Projector
 from smsgw_shared.messages import PartRef, StatusEvent, utcnow
+from smsgw_shared.report_scope import ReportScopes
 from smsgw_shared.store.repos.webhooks import WebhookRepository
 from smsgw_shared.store.schema import message_events, pending_reports, webhook_deliveries
 
@@ -145,6 +146,45 @@ async def test_many_reports_ahead_of_their_sent_in_one_batch(
     assert [await pending_count(engine, r.event_id) for r in reports] == [0] * 30
     assert await pending_count(engine, orphan.event_id) == 1
     assert [s for s, _ in await history(engine, mids[0])] == ["queued", "sent", "delivered"]
+
+
+async def test_binds_of_one_account_share_receipts(engine: AsyncEngine) -> None:
+    """The SMSC may send a receipt on any bind of the account: b1 and b2 share one, b3 is
+    another account's. In a later batch, parked first, and in one batch either way round."""
+    scopes = ReportScopes([["smpp:b1", "smpp:b2"]])
+    projector = Projector(engine, 7 * 86400, scopes)
+    m1, m2, m3 = [await add_message(engine, route="smpp:*") for _ in range(3)]
+    p1, p2, p3 = uid(), uid(), uid()
+    # Sent on b1, its receipt on b2, in a later batch.
+    assert await projector.apply_batch([sent(m1, "smpp:b1", p1)]) == [APPLIED]
+    assert await projector.apply_batch([report("smpp:b2", p1)]) == [APPLIED]
+    assert await status_of(engine, m1) == "delivered"
+    # The receipt on b1 first (parked), its `sent` on b2 later.
+    early = report("smpp:b1", p2)
+    assert await projector.apply_batch([early]) == [PARKED]
+    assert await projector.apply_batch([sent(m2, "smpp:b2", p2)]) == [APPLIED]
+    assert await status_of(engine, m2) == "delivered"
+    assert await pending_count(engine, early.event_id) == 0
+    # One batch, receipt ahead of its `sent` on the other bind.
+    res = await projector.apply_batch([report("smpp:b2", p3), sent(m3, "smpp:b1", p3)])
+    assert res == [PARKED, APPLIED]
+    assert await status_of(engine, m3) == "delivered"
+    assert [s for s, _ in await history(engine, m3)] == ["queued", "sent", "delivered"]
+    # Another account's bind: the same provider id there is not this message's receipt.
+    m4, p4 = await add_message(engine, route="smpp:*"), uid()
+    assert await projector.apply_batch([sent(m4, "smpp:b1", p4)]) == [APPLIED]
+    stranger = report("smpp:b3", p4)
+    assert await projector.apply_batch([stranger]) == [PARKED]
+    assert await status_of(engine, m4) == "sent"
+
+
+async def test_without_shared_accounts_a_receipt_on_another_bind_is_not_matched(
+    engine: AsyncEngine, projector: Projector
+) -> None:
+    mid, pid = await add_message(engine, route="smpp:*"), uid()
+    assert await projector.apply_batch([sent(mid, "smpp:b1", pid)]) == [APPLIED]
+    assert await projector.apply_batch([report("smpp:b2", pid)]) == [PARKED]
+    assert await status_of(engine, mid) == "sent"
 
 
 async def test_modem_tp_mr_wraps(engine: AsyncEngine, projector: Projector) -> None:

@@ -1,0 +1,64 @@
+"""Which routes share delivery receipts.
+
+An SMSC account is often bound more than once (for throughput, or a second bind through
+another SMSC node), and the SMSC may send a receipt on any bind of the account, not only on
+the one that submitted the message. The store matches a receipt to its part by route and
+provider id, so binds of one account must be matched as one: a receipt that arrives on
+`smpp:b2` for a part submitted on `smpp:b1` is found under the account's first bind.
+
+Binds are of one account when they name the same `account`; binds that name none are of
+one account when host, port and system_id are the same. Every other route (modems, binds
+alone on their account) is its own scope. The inbound service reads the binds from the
+configuration the workers use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from smsgw_shared.config import Settings, SmppBindConfig
+
+Key = tuple[str, str]  # (route, provider id)
+
+
+def account_of(bind: SmppBindConfig) -> str:
+    """The account a bind belongs to: its `account`, else system_id@host:port."""
+    return bind.account or f"{bind.system_id}@{bind.host}:{bind.port}"
+
+
+class ReportScopes:
+    """Maps each route to the route its receipts are matched under, and back."""
+
+    def __init__(self, groups: Iterable[Sequence[str]] = ()) -> None:
+        self._scope: dict[str, str] = {}
+        self._members: dict[str, tuple[str, ...]] = {}
+        for group in groups:
+            members = tuple(dict.fromkeys(group))
+            if len(members) < 2:
+                continue
+            for route in members:
+                self._scope[route] = members[0]
+            self._members[members[0]] = members
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ReportScopes:
+        """The configured binds, grouped by account (in configuration order)."""
+        groups: dict[str, list[str]] = {}
+        for bind in settings.smpp.binds:
+            groups.setdefault(account_of(bind), []).append(f"smpp:{bind.id}")
+        return cls(groups.values())
+
+    def scope(self, route: str) -> str:
+        """The route receipts of `route` are matched under (itself unless it shares)."""
+        return self._scope.get(route, route)
+
+    def members(self, scope: str) -> tuple[str, ...]:
+        """Every route matched under `scope`."""
+        return self._members.get(scope, (scope,))
+
+    def key(self, route: str, provider_id: str) -> Key:
+        return self._scope.get(route, route), provider_id
+
+    def expand(self, keys: Iterable[Key]) -> list[Key]:
+        """Scoped keys as the stored (route, provider id) pairs they stand for."""
+        return sorted({(m, pid) for scope, pid in keys for m in self.members(scope)})
