@@ -1,53 +1,27 @@
 """Status projection: the reads and writes the inbound service makes, one batch of status
 events per transaction. The caller owns the transaction (`engine.begin()`) and the logic;
-this module owns the SQL."""
+this module owns the SQL. The batch's statements run on the asyncpg connection under
+SQLAlchemy's (in its transaction): no statement compilation or per-row parameter work on
+the hot path."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (
-    BigInteger,
-    String,
-    Uuid,
-    any_,
-    bindparam,
-    column,
-    delete,
-    func,
-    insert,
-    or_,
-    select,
-    text,
-)
-from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from pydantic_core import to_json
+from sqlalchemy import func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from smsgw_shared.store.direct import driver_of
-from smsgw_shared.store.schema import message_events, message_parts, messages, pending_reports
+from smsgw_shared.store.schema import message_events, messages, pending_reports
 
 Key = tuple[str, str]  # (route, provider id)
-
-MESSAGE_COLUMNS = (
-    messages.c.id,
-    messages.c.status,
-    messages.c.parts_count,
-    messages.c.route,
-    messages.c.to_number,
-    messages.c.reference,
-    messages.c.api_key_id,
-    messages.c.status_callback,
-    messages.c.error_code,
-    messages.c.error,
-    messages.c.sent_at,
-    messages.c.done_at,
-)
 
 
 @dataclass(frozen=True)
@@ -72,23 +46,6 @@ class ProjectionWrite:
     history: list[dict[str, Any]] = field(default_factory=list)
     new_pending: list[dict[str, Any]] = field(default_factory=list)
     matched_pending: list[int] = field(default_factory=list)
-
-
-def _array(values: Sequence[Any], item_type: Any) -> Any:
-    """One array parameter instead of an IN list: the statement text (and asyncpg's prepared
-    statement) stays the same whatever the batch size."""
-    return bindparam(None, list(values), type_=ARRAY(item_type))
-
-
-def _keys_table(keys: Sequence[Key]) -> Any:
-    """(route, pid) pairs as a table: unnest of two arrays."""
-    routes = bindparam(None, [k[0] for k in keys], type_=ARRAY(String))
-    pids = bindparam(None, [k[1] for k in keys], type_=ARRAY(String))
-    return (
-        func.unnest(routes, pids)
-        .table_valued(column("route", String), column("pid", String))
-        .render_derived(name="k", with_types=False)
-    )
 
 
 def _columns(rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> list[list[Any]]:
@@ -139,6 +96,48 @@ ON CONFLICT DO NOTHING
 """
 
 
+LOCK_KEYS = "SELECT pg_advisory_xact_lock(x) FROM unnest($1::bigint[]) AS t(x)"
+MESSAGES_FOR_KEYS = """
+SELECT p.message_id FROM message_parts AS p
+JOIN unnest($1::text[], $2::text[]) AS k(route, pid)
+    ON p.route = k.route AND p.provider_id = k.pid
+WHERE p.submitted_at IS NULL OR p.submitted_at >= $3
+"""
+LOCK_MESSAGES = """
+SELECT id, status, parts_count, route, to_number, reference, api_key_id, status_callback,
+    error_code, error, sent_at, done_at
+FROM messages WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE
+"""
+LOAD_PARTS = """
+SELECT message_id, idx, route, provider_id, recipient, status, error_code, submitted_at,
+    updated_at
+FROM message_parts WHERE message_id = ANY($1::uuid[])
+"""
+APPLIED_EVENTS = """
+SELECT source_event_id FROM message_events
+WHERE message_id = ANY($1::uuid[]) AND source_event_id = ANY($2::text[])
+"""
+PARKED_EVENTS = "SELECT event_id FROM pending_reports WHERE event_id = ANY($1::text[])"
+PENDING_FOR_KEYS = """
+SELECT p.id, p.route, p.provider_id, p.recipient, p.event_id, p.body::text AS body,
+    p.received_at
+FROM pending_reports AS p
+JOIN unnest($1::text[], $2::text[]) AS k(route, pid)
+    ON p.route = k.route AND p.provider_id = k.pid
+WHERE p.received_at >= $3
+ORDER BY p.id
+"""
+PENDING_KEYS = ("route", "provider_id", "recipient", "event_id", "body")
+INSERT_PENDING = """
+INSERT INTO pending_reports (route, provider_id, recipient, event_id, body)
+SELECT route, provider_id, recipient, event_id, body::jsonb
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
+    AS n(route, provider_id, recipient, event_id, body)
+ON CONFLICT DO NOTHING
+"""
+DELETE_PENDING = "DELETE FROM pending_reports WHERE id = ANY($1::bigint[])"
+
+
 def lock_id(key: Key) -> int:
     """A stable signed 64-bit advisory lock id for a (route, provider id) key."""
     digest = hashlib.blake2b(f"{key[0]}|{key[1]}".encode(), digest_size=8).digest()
@@ -158,12 +157,7 @@ class ProjectionRepository:
         ids = sorted({lock_id(k) for k in keys})
         if ids:
             # unnest scans the array in order, so the locks are taken in sorted order.
-            await conn.execute(
-                text("SELECT pg_advisory_xact_lock(x) FROM unnest(:ids) AS t(x)").bindparams(
-                    bindparam("ids", type_=ARRAY(BigInteger))
-                ),
-                {"ids": ids},
-            )
+            await (await driver_of(conn)).execute(LOCK_KEYS, ids)
 
     @staticmethod
     async def message_ids_for_keys(
@@ -172,20 +166,9 @@ class ProjectionRepository:
         """Messages with a part submitted since `since` under one of these keys."""
         if not keys:
             return set()
-        k = _keys_table(keys)
-        res = await conn.execute(
-            select(message_parts.c.message_id)
-            .select_from(
-                message_parts.join(
-                    k,
-                    (message_parts.c.route == k.c.route) & (message_parts.c.provider_id == k.c.pid),
-                )
-            )
-            .where(
-                or_(message_parts.c.submitted_at.is_(None), message_parts.c.submitted_at >= since)
-            )
-        )
-        return {r[0] for r in res}
+        pg = await driver_of(conn)
+        rows = await pg.fetch(MESSAGES_FOR_KEYS, [k[0] for k in keys], [k[1] for k in keys], since)
+        return {r[0] for r in rows}
 
     @staticmethod
     async def lock_messages(
@@ -195,14 +178,8 @@ class ProjectionRepository:
         wanted = sorted(set(ids))
         if not wanted:
             return {}
-        res = await conn.execute(
-            select(*MESSAGE_COLUMNS)
-            .where(messages.c.id == any_(_array(wanted, Uuid)))
-            .order_by(messages.c.id)
-            .with_for_update()
-        )
-        keys = list(res.keys())  # once: `row._mapping` builds its key view on every row
-        return {r.id: dict(zip(keys, r, strict=True)) for r in res}
+        rows = await (await driver_of(conn)).fetch(LOCK_MESSAGES, wanted)
+        return {r[0]: dict(r.items()) for r in rows}
 
     @staticmethod
     async def load_parts(conn: AsyncConnection, ids: Iterable[uuid.UUID]) -> list[dict[str, Any]]:
@@ -210,11 +187,8 @@ class ProjectionRepository:
         wanted = list(ids)
         if not wanted:
             return []
-        res = await conn.execute(
-            select(message_parts).where(message_parts.c.message_id == any_(_array(wanted, Uuid)))
-        )
-        keys = list(res.keys())
-        return [dict(zip(keys, r, strict=True)) for r in res]
+        rows = await (await driver_of(conn)).fetch(LOAD_PARTS, wanted)
+        return [dict(r.items()) for r in rows]
 
     @staticmethod
     async def seen(
@@ -226,21 +200,13 @@ class ProjectionRepository:
         id across the whole history table, which the planner may scan."""
         if not event_ids:
             return set()
-        ids = _array(sorted(set(event_ids)), String)
+        ids = sorted(set(event_ids))
         mids = sorted(set(message_ids))
+        pg = await driver_of(conn)
         found: set[str] = set()
         if mids:
-            applied = await conn.execute(
-                select(message_events.c.source_event_id).where(
-                    message_events.c.message_id == any_(_array(mids, Uuid)),
-                    message_events.c.source_event_id == any_(ids),
-                )
-            )
-            found |= {r[0] for r in applied}
-        parked = await conn.execute(
-            select(pending_reports.c.event_id).where(pending_reports.c.event_id == any_(ids))
-        )
-        return found | {r[0] for r in parked}
+            found |= {r[0] for r in await pg.fetch(APPLIED_EVENTS, mids, ids)}
+        return found | {r[0] for r in await pg.fetch(PARKED_EVENTS, ids)}
 
     @staticmethod
     async def pending_for(
@@ -249,19 +215,19 @@ class ProjectionRepository:
         """Parked reports under these keys, received since `since`, oldest first."""
         if not keys:
             return []
-        p = pending_reports
-        k = _keys_table(keys)
-        res = await conn.execute(
-            select(p)
-            .select_from(p.join(k, (p.c.route == k.c.route) & (p.c.provider_id == k.c.pid)))
-            .where(p.c.received_at >= since)
-            .order_by(p.c.id)
-        )
+        pg = await driver_of(conn)
+        rows = await pg.fetch(PENDING_FOR_KEYS, [k[0] for k in keys], [k[1] for k in keys], since)
         return [
             PendingReport(
-                r.id, r.route, r.provider_id, r.recipient, r.event_id, r.body, r.received_at
+                r["id"],
+                r["route"],
+                r["provider_id"],
+                r["recipient"],
+                r["event_id"],
+                json.loads(r["body"]),
+                r["received_at"],
             )
-            for r in res
+            for r in rows
         ]
 
     @staticmethod
@@ -278,13 +244,11 @@ class ProjectionRepository:
         if w.history:
             await pg.execute(INSERT_HISTORY, *_columns(w.history, HISTORY_KEYS))
         if w.new_pending:
-            await conn.execute(pg_insert(pending_reports).on_conflict_do_nothing(), w.new_pending)
+            route, pid, recipient, event_id, body = _columns(w.new_pending, PENDING_KEYS)
+            bodies = [to_json(b).decode() for b in body]
+            await pg.execute(INSERT_PENDING, route, pid, recipient, event_id, bodies)
         if w.matched_pending:
-            await conn.execute(
-                delete(pending_reports).where(
-                    pending_reports.c.id == any_(_array(w.matched_pending, BigInteger))
-                )
-            )
+            await pg.execute(DELETE_PENDING, w.matched_pending)
 
     @staticmethod
     async def due_for_expiry(

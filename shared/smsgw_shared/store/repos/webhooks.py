@@ -33,6 +33,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from smsgw_shared.ids import uuid7_strings
+from smsgw_shared.store.direct import driver_of
 from smsgw_shared.store.schema import (
     api_keys,
     event_log,
@@ -43,6 +44,11 @@ from smsgw_shared.store.schema import (
 )
 
 SECRET_PREFIX = "whsec_"
+ACTIVE_SUBSCRIPTIONS = """
+SELECT w.id, w.url, w.events, w.routes, w.numbers, w.api_key_id, k.scopes, k.revoked_at
+FROM webhooks AS w LEFT JOIN api_keys AS k ON k.id = w.api_key_id
+WHERE w.active
+"""
 
 # The host of a URL (bracketed for IPv6), without userinfo or port: the same pattern in
 # PostgreSQL (ARE) and Python, so the claim and the dispatcher count a host's deliveries
@@ -234,33 +240,22 @@ class WebhookRepository:
     @staticmethod
     async def active_subscriptions(conn: AsyncConnection) -> list[Subscription]:
         """Every active subscription with its owner's admin flag (revoked owners: none)."""
-        rows = await conn.execute(
-            select(
-                webhooks.c.id,
-                webhooks.c.url,
-                webhooks.c.events,
-                webhooks.c.routes,
-                webhooks.c.numbers,
-                webhooks.c.api_key_id,
-                api_keys.c.scopes,
-                api_keys.c.revoked_at,
-            )
-            .select_from(webhooks.outerjoin(api_keys, api_keys.c.id == webhooks.c.api_key_id))
-            .where(webhooks.c.active)
-        )
+        # Once per projected batch: raw asyncpg, in the caller's transaction.
+        rows = await (await driver_of(conn)).fetch(ACTIVE_SUBSCRIPTIONS)
         out = []
         for r in rows:
-            if r.api_key_id is not None and (r.scopes is None or r.revoked_at is not None):
+            owner, scopes = r["api_key_id"], r["scopes"]
+            if owner is not None and (scopes is None or r["revoked_at"] is not None):
                 continue
             out.append(
                 Subscription(
-                    id=r.id,
-                    url=r.url,
-                    events=tuple(r.events),
-                    routes=tuple(r.routes or ()),
-                    numbers=tuple(r.numbers or ()),
-                    owner_id=r.api_key_id,
-                    owner_admin=r.api_key_id is None or "admin" in (r.scopes or ()),
+                    id=r["id"],
+                    url=r["url"],
+                    events=tuple(r["events"]),
+                    routes=tuple(r["routes"] or ()),
+                    numbers=tuple(r["numbers"] or ()),
+                    owner_id=owner,
+                    owner_admin=owner is None or "admin" in (scopes or ()),
                 )
             )
         return out
