@@ -122,8 +122,8 @@ class PartDetail(BaseModel):
     updated_at: Time
 
 
-class MessageDetail(BaseModel):
-    """`GET /v1/messages/{id}`."""
+class MessageSummary(BaseModel):
+    """A message as `GET /v1/messages` lists it."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -146,8 +146,22 @@ class MessageDetail(BaseModel):
     updated_at: Time
     sent_at: Time
     done_at: Time
+
+
+class MessageDetail(MessageSummary):
+    """`GET /v1/messages/{id}`: the summary with its parts and history."""
+
     parts_detail: list[PartDetail]
     history: list[HistoryEntry]
+
+
+class MessageList(BaseModel):
+    """`GET /v1/messages`: a page, newest first; `next_cursor` fetches the next one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data: list[MessageSummary]
+    next_cursor: str | None
 
 
 class PreviewRequest(BaseModel):

@@ -135,6 +135,8 @@ async def test_openapi_and_health(api):
     assert "/v1/messages" in paths and "/v1/keys" in paths
     detail = paths["/v1/messages/{message_id}"]["get"]["responses"]["200"]["content"]
     assert detail["application/json"]["schema"] == {"$ref": "#/components/schemas/MessageDetail"}
+    listing = paths["/v1/messages"]["get"]["responses"]["200"]["content"]
+    assert listing["application/json"]["schema"] == {"$ref": "#/components/schemas/MessageList"}
     entry = json.loads(r.text)["components"]["schemas"]["HistoryEntry"]["properties"]
     assert {"at", "reported_at"} <= set(entry)
     assert (await api.get("/healthz")).json() == {"status": "ok"}

@@ -17,6 +17,7 @@ from smsgw_api.pagination import decode_cursor, encode_cursor, iso, time_range
 from smsgw_api.problems import Problem
 from smsgw_api.schemas import (
     MessageDetail,
+    MessageList,
     PreviewRequest,
     PreviewResponse,
     SendRequest,
@@ -299,7 +300,11 @@ async def get_message(message_id: str, key: ReadKey, state: StateDep) -> dict[st
     return message_view(m, detail=True)
 
 
-@router.get("", summary="List messages (newest first, cursor pagination)")
+@router.get(
+    "",
+    response_model=MessageList,
+    summary="List messages (newest first, cursor pagination)",
+)
 async def list_messages(
     key: ReadKey,
     state: StateDep,
