@@ -13,6 +13,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -456,6 +457,15 @@ def cmd_tail(api: Api, args: argparse.Namespace) -> int:
 # -- smsgw messages show --------------------------------------------------------------------
 
 
+_REPORTED_NOTE = re.compile(r"(?:^reported at \S+$| \(reported at \S+\)$)")
+
+
+def _detail(h: dict[str, Any]) -> str:
+    """A history line's detail without the "reported at …" note the REPORTED column shows."""
+    detail = h.get("detail") or ""
+    return _REPORTED_NOTE.sub("", detail) if h.get("reported_at") else detail
+
+
 def cmd_messages_show(api: Api, args: argparse.Namespace) -> int:
     m = api.request("GET", f"/v1/messages/{args.id}")
     if args.json:
@@ -494,13 +504,17 @@ def cmd_messages_show(api: Api, args: argparse.Namespace) -> int:
         )
     if m.get("history"):
         print("history:")
+        # REPORTED: the time the report itself gave (a receipt's minute-resolution done
+        # date), shown where it differs from when the line happened (AT, the order).
         _table(
-            [
+            [["AT", "STATE", "SOURCE", "REPORTED", "DETAIL"]]
+            + [
                 [
                     h["at"] or "",
                     h["state"] + (f" (part {h['part']})" if h.get("part") else ""),
                     h["source"] or "",
-                    " ".join(x for x in (h.get("error_code"), h.get("detail")) if x),
+                    h["reported_at"] if h.get("reported_at") not in (None, h["at"]) else "",
+                    " ".join(x for x in (h.get("error_code"), _detail(h)) if x),
                 ]
                 for h in m["history"]
             ]

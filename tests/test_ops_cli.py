@@ -169,6 +169,10 @@ def test_send_one_and_follow_it_to_delivered(stack: Stack) -> None:
     assert r.returncode == 0, r.stderr
     assert f"message {mid}  delivered" in r.stdout
     assert "Hello from the CLI" in r.stdout and "history:" in r.stdout and "parts:" in r.stdout
+    history = r.stdout.split("history:")[1]
+    assert "REPORTED" in history.splitlines()[1]
+    # The receipt's own time is in its column, not repeated in the detail.
+    assert "reported at" not in history
     r = smsgw(stack, "messages", "show", mid, "--json")
     assert json.loads(r.stdout)["status"] == "delivered"
 
