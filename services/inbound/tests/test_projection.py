@@ -14,8 +14,14 @@ from smsgw_inbound.expiry import Expirer
 from smsgw_inbound.projection import APPLIED, DUPLICATE, PARKED, UNKNOWN, Projector
 from smsgw_shared.messages import PartRef, StatusEvent, utcnow
 from smsgw_shared.report_scope import ReportScopes
+from smsgw_shared.store.repos.projection import RECIPIENT_MAX
 from smsgw_shared.store.repos.webhooks import WebhookRepository
-from smsgw_shared.store.schema import message_events, pending_reports, webhook_deliveries
+from smsgw_shared.store.schema import (
+    message_events,
+    message_parts,
+    pending_reports,
+    webhook_deliveries,
+)
 
 from .conftest import add_message, clear_webhooks, logged, message_row, status_of
 
@@ -185,6 +191,29 @@ async def test_without_shared_accounts_a_receipt_on_another_bind_is_not_matched(
     assert await projector.apply_batch([sent(mid, "smpp:b1", pid)]) == [APPLIED]
     assert await projector.apply_batch([report("smpp:b2", pid)]) == [PARKED]
     assert await status_of(engine, mid) == "sent"
+
+
+async def test_a_report_naming_an_over_long_recipient_is_parked_not_failed(
+    engine: AsyncEngine, projector: Projector
+) -> None:
+    """A peer's junk address (longer than any phone number) must not fail the batch the
+    report is in: the report is parked with its body whole, the column left empty."""
+    mid, pid = await add_message(engine, route="smpp:*"), uid()
+    junk = report("modem:m1", uid(), to="+" + "9" * 60)
+    res = await projector.apply_batch([junk, sent(mid, "smpp:b1", pid), report("smpp:b1", pid)])
+    assert res == [PARKED, APPLIED, APPLIED]
+    assert await status_of(engine, mid) == "delivered"
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                select(pending_reports.c.recipient, pending_reports.c.body).where(
+                    pending_reports.c.event_id == junk.event_id
+                )
+            )
+        ).one()
+    assert row.recipient is None and row.body["recipient"] == "+" + "9" * 60
+    for col in (pending_reports.c.recipient, message_parts.c.recipient):
+        assert col.type.length == RECIPIENT_MAX  # type: ignore[attr-defined]
 
 
 async def test_modem_tp_mr_wraps(engine: AsyncEngine, projector: Projector) -> None:

@@ -48,6 +48,17 @@ class ProjectionWrite:
     matched_pending: list[int] = field(default_factory=list)
 
 
+# The recipient columns hold phone numbers. A report naming something longer (a peer's
+# junk: an address field is at most 21 octets in SMPP, 20 digits in a status report) keeps
+# it in its stored body, but the column gets NULL rather than failing the whole batch; such
+# a report can match no part anyway.
+RECIPIENT_MAX = 32
+
+
+def _number(value: str | None) -> str | None:
+    return value if value is None or len(value) <= RECIPIENT_MAX else None
+
+
 def _columns(rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> list[list[Any]]:
     """Rows as one list per column, in `keys` order (a missing key is NULL): the arrays an
     unnest statement takes."""
@@ -240,13 +251,16 @@ class ProjectionRepository:
         if w.messages:
             await pg.execute(UPDATE_MESSAGES, *_columns(w.messages, MESSAGE_UPDATE_KEYS))
         if w.parts:
-            await pg.execute(UPSERT_PARTS, *_columns(w.parts, PART_KEYS))
+            cols = _columns(w.parts, PART_KEYS)
+            cols[4] = [_number(r) for r in cols[4]]
+            await pg.execute(UPSERT_PARTS, *cols)
         if w.history:
             await pg.execute(INSERT_HISTORY, *_columns(w.history, HISTORY_KEYS))
         if w.new_pending:
             route, pid, recipient, event_id, body = _columns(w.new_pending, PENDING_KEYS)
             bodies = [to_json(b).decode() for b in body]
-            await pg.execute(INSERT_PENDING, route, pid, recipient, event_id, bodies)
+            numbers = [_number(r) for r in recipient]
+            await pg.execute(INSERT_PENDING, route, pid, numbers, event_id, bodies)
         if w.matched_pending:
             await pg.execute(DELETE_PENDING, w.matched_pending)
 
