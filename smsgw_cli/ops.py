@@ -10,146 +10,14 @@ not be reached; 4 the key was refused (401) or lacks the scope (403).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import os
 import re
 import sys
 import time
-from collections.abc import Iterator
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, NoReturn, TextIO
+from typing import Any
 
-if TYPE_CHECKING:
-    import httpx
-
-DEFAULT_URL = "http://127.0.0.1:8000"
-EXIT_ERROR, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_REFUSED = 1, 2, 3, 4
-FINAL = {
-    "delivered",
-    "undelivered",
-    "expired",
-    "failed",
-    "rejected",
-    "canceled",
-    "partially_delivered",
-}
-
-
-class OpsError(Exception):
-    """A message for the operator and the exit code it means."""
-
-    def __init__(
-        self, message: str, code: int = EXIT_ERROR, problem: dict[str, Any] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.problem = problem or {}  # the API's problem details, when it answered one
-
-
-def _fail(message: str, code: int = EXIT_ERROR, problem: dict[str, Any] | None = None) -> NoReturn:
-    raise OpsError(message, code, problem)
-
-
-class Api:
-    """A small client of one gateway's /v1 API, turning failures into `OpsError`s."""
-
-    def __init__(self, args: argparse.Namespace) -> None:
-        import httpx
-
-        self.url = (args.url or os.environ.get("SMSGW_API_URL") or DEFAULT_URL).rstrip("/")
-        key = args.key or os.environ.get("SMSGW_API_KEY") or ""
-        if not key.strip():
-            _fail("no API key: pass --key or set SMSGW_API_KEY", EXIT_USAGE)
-        self.http = httpx.Client(
-            base_url=self.url,
-            headers={"Authorization": f"Bearer {key.strip()}", "User-Agent": "smsgw-cli"},
-            timeout=httpx.Timeout(args.timeout, connect=min(args.timeout, 10.0)),
-        )
-
-    def close(self) -> None:
-        self.http.close()
-
-    def unreachable(self, exc: Exception) -> NoReturn:
-        _fail(
-            f"cannot reach the API at {self.url} ({type(exc).__name__}: {exc or 'no answer'});"
-            " is it running? (set --url or SMSGW_API_URL)",
-            EXIT_UNREACHABLE,
-        )
-
-    def check(self, r: httpx.Response) -> None:
-        """Raise an `OpsError` for an error answer (problem details read when given)."""
-        if r.status_code < 400:
-            return
-        try:
-            body = r.json()
-        except ValueError:
-            body = {}
-        if not isinstance(body, dict):
-            body = {}
-        code = body.get("code", "")
-        detail = body.get("detail") or body.get("title") or r.reason_phrase
-        if r.status_code == 401:
-            _fail(
-                f"the API at {self.url} refused the key (401 {code or 'unauthorized'}):"
-                " check --key or SMSGW_API_KEY",
-                EXIT_REFUSED,
-            )
-        if r.status_code == 403:
-            _fail(f"not allowed (403 {code}): {detail}", EXIT_REFUSED)
-        _fail(
-            f"{r.request.method} {r.request.url.path}: {r.status_code} {code}: {detail}",
-            problem=body,
-        )
-
-    def request(self, method: str, path: str, **kw: Any) -> Any:
-        import httpx
-
-        try:
-            r = self.http.request(method, path, **kw)
-        except httpx.TransportError as exc:
-            self.unreachable(exc)
-        self.check(r)
-        return r.json() if r.content else None
-
-
-# -- output helpers -------------------------------------------------------------------------
-
-
-def _ago(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    s = int(seconds)
-    if s < 120:
-        return f"{s}s"
-    if s < 7200:
-        return f"{s // 60}m"
-    if s < 172800:
-        return f"{s // 3600}h"
-    return f"{s // 86400}d"
-
-
-def _since(ts: str | None) -> float | None:
-    if not ts:
-        return None
-    try:
-        return (datetime.now(UTC) - datetime.fromisoformat(ts)).total_seconds()
-    except ValueError:
-        return None
-
-
-def _dump(data: Any) -> None:
-    print(json.dumps(data, indent=2, ensure_ascii=False))
-
-
-def _table(rows: list[list[str]], out: TextIO = sys.stdout) -> None:
-    if not rows:
-        return
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        out.write("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
-        out.write("\n")
-
+from smsgw_cli.ops_client import DEFAULT_URL, EXIT_ERROR, Api, OpsError, ago, dump, since, table
+from smsgw_cli.ops_send import cmd_send, send_entry
 
 # -- smsgw status ---------------------------------------------------------------------------
 
@@ -157,7 +25,7 @@ def _table(rows: list[list[str]], out: TextIO = sys.stdout) -> None:
 def cmd_status(api: Api, args: argparse.Namespace) -> int:
     s = api.request("GET", "/v1/status")
     if args.json:
-        _dump(s)
+        dump(s)
         return 0 if s["ok"] else EXIT_ERROR
     head = "OK" if s["ok"] else f"DOWN ({len(s['problems'])} problem(s))"
     print(f"smsgw at {api.url}: {head}")
@@ -173,10 +41,10 @@ def cmd_status(api: Api, args: argparse.Namespace) -> int:
                 r.get("operator") or "-",
                 str(r["queue_depth"]) if r.get("queue_depth") is not None else "-",
                 str(r["in_flight"]) if r.get("in_flight") is not None else "-",
-                _ago(_since(r.get("last_seen"))) + (" ago" if r.get("last_seen") else ""),
+                ago(since(r.get("last_seen"))) + (" ago" if r.get("last_seen") else ""),
             ]
         )
-    _table(rows)
+    table(rows)
     print("queues:")
     rows = [["QUEUE", "JOBS", "CONSUMERS", "DEAD", "QUEUED", "OLDEST"]]
     for q in s["queues"]:
@@ -191,17 +59,17 @@ def cmd_status(api: Api, args: argparse.Namespace) -> int:
                 n(q["consumers"]),
                 n(q.get("dead_letters")),
                 n(q.get("queued")),
-                _ago(q.get("oldest_age_seconds")),
+                ago(q.get("oldest_age_seconds")),
             ]
         )
-    _table(rows)
+    table(rows)
     ob, wh = s["outbox"], s["webhooks"]
     print(
-        f"outbox: {ob['backlog']} job(s) not yet published, oldest {_ago(ob['oldest_age_seconds'])}"
+        f"outbox: {ob['backlog']} job(s) not yet published, oldest {ago(ob['oldest_age_seconds'])}"
     )
     print(
         f"webhooks: {wh['pending']} pending delivery(ies), {wh['retrying']} retrying,"
-        f" oldest {_ago(wh['oldest_age_seconds'])}; {wh.get('dead_last_hour', 0)} failed"
+        f" oldest {ago(wh['oldest_age_seconds'])}; {wh.get('dead_last_hour', 0)} failed"
         " for good in the last hour"
     )
     for title, items in (("problems", s["problems"]), ("warnings", s["warnings"])):
@@ -210,160 +78,6 @@ def cmd_status(api: Api, args: argparse.Namespace) -> int:
             for p in items:
                 print(f"  - {p}")
     return 0 if s["ok"] else EXIT_ERROR
-
-
-# -- smsgw send -----------------------------------------------------------------------------
-
-
-def _send_body(args: argparse.Namespace, to: list[str], text: str) -> dict[str, Any]:
-    body: dict[str, Any] = {"to": to, "text": text}
-    for field, value in (("from", args.sender), ("route", args.route), ("reference", args.ref)):
-        if value:
-            body[field] = value
-    return body
-
-
-def _csv_rows(path: str, default_text: str | None) -> list[tuple[str, str]]:
-    """(to, text) of each row of a CSV with a header: `to` (or `phone`, `number`) and
-    `text` (or `message`); rows without a text take `--text`."""
-    try:
-        f = sys.stdin if path == "-" else open(path, newline="", encoding="utf-8-sig")  # noqa: SIM115
-    except OSError as exc:
-        _fail(f"cannot read {path}: {exc.strerror}", EXIT_USAGE)
-    with f:
-        reader = csv.DictReader(f)
-        fields = {(h or "").strip().lower(): h for h in reader.fieldnames or []}
-        to_col = next((fields[c] for c in ("to", "phone", "number") if c in fields), None)
-        text_col = next((fields[c] for c in ("text", "message") if c in fields), None)
-        if to_col is None:
-            _fail(f"{path}: the header needs a 'to' column (and 'text', or --text)", EXIT_USAGE)
-        rows = []
-        for i, row in enumerate(reader, start=2):
-            to = (row.get(to_col) or "").strip()
-            text = (row.get(text_col) or "") if text_col else ""
-            text = text or (default_text or "")
-            if not to:
-                continue
-            if not text:
-                _fail(f"{path} line {i}: no text (add a 'text' column or pass --text)", EXIT_USAGE)
-            rows.append((to, text))
-    if not rows:
-        _fail(f"{path}: no recipients", EXIT_USAGE)
-    return rows
-
-
-def _batches(rows: list[tuple[str, str]], size: int) -> Iterator[tuple[str, list[str]]]:
-    """Consecutive rows with the same text, up to `size` recipients a request."""
-    text: str | None = None
-    to: list[str] = []
-    for number, t in rows:
-        if t != text or len(to) >= size:
-            if to and text is not None:
-                yield text, to
-            text, to = t, []
-        to.append(number)
-    if to and text is not None:
-        yield text, to
-
-
-class Progress:
-    """A one-line progress bar on stderr (only when it is a terminal, unless forced)."""
-
-    def __init__(self, total: int, show: bool) -> None:
-        self.total, self.done, self.show = total, 0, show
-
-    def advance(self, n: int) -> None:
-        self.done += n
-        if self.show:
-            width = 30
-            filled = int(width * self.done / max(self.total, 1))
-            bar = "#" * filled + "." * (width - filled)
-            sys.stderr.write(f"\r[{bar}] {self.done}/{self.total}")
-            if self.done >= self.total:
-                sys.stderr.write("\n")
-            sys.stderr.flush()
-
-
-def cmd_send(api: Api, args: argparse.Namespace) -> int:
-    if args.csv:
-        return _send_csv(api, args)
-    if not args.to or args.text is None:
-        _fail("give TO and TEXT, or --csv FILE", EXIT_USAGE)
-    r = api.request("POST", "/v1/messages", json=_send_body(args, [args.to], args.text))
-    if args.json and not args.wait:
-        _dump(r)
-    m = r["messages"][0]
-    if m["status"] == "rejected":
-        print(f"rejected {m['to']}: {m.get('error_code')} {m.get('error') or ''}".rstrip())
-        return EXIT_ERROR
-    if not args.json:
-        print(
-            f"{m['id']}  {m['to']}  {m['status']}  {m['parts']} part(s) {m['encoding']}"
-            f"  route {m.get('route') or '-'}"
-        )
-    if not args.wait:
-        return 0
-    deadline = time.monotonic() + args.wait
-    status = m["status"]
-    msg: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        msg = api.request("GET", f"/v1/messages/{m['id']}")
-        if msg["status"] != status and not args.json:
-            print(f"{m['id']}  {msg['status']}")
-        status = msg["status"]
-        if status in FINAL:
-            break
-        time.sleep(0.5)
-    if args.json:
-        _dump(msg)
-    if status not in FINAL:
-        print(f"smsgw: still {status} after {args.wait:g}s", file=sys.stderr)
-        return EXIT_ERROR
-    return 0 if status == "delivered" else EXIT_ERROR
-
-
-def _send_csv(api: Api, args: argparse.Namespace) -> int:
-    rows = _csv_rows(args.csv, args.text)
-    progress = Progress(len(rows), args.progress or sys.stderr.isatty())
-    accepted = rejected = failed = 0
-    problems: list[str] = []
-    ids = []
-    for text, to in _batches(rows, args.batch):
-        try:
-            r = api.request("POST", "/v1/messages", json=_send_body(args, to, text))
-        except OpsError as exc:
-            if exc.code in (EXIT_UNREACHABLE, EXIT_REFUSED) and accepted == 0:
-                raise  # nothing sent yet: the whole run cannot work
-            if exc.problem.get("code") == "no_valid_recipients":
-                for e in exc.problem.get("errors", []):
-                    rejected += 1
-                    problems.append(f"rejected {e.get('to')}: {e.get('code')}")
-                failed += len(to) - len(exc.problem.get("errors", []))
-                progress.advance(len(to))
-                continue
-            failed += len(to)
-            problems.append(f"{len(to)} recipient(s) not sent ({to[0]}…): {exc}")
-        else:
-            for m in r["messages"]:
-                if m["status"] == "rejected":
-                    rejected += 1
-                    problems.append(f"rejected {m['to']}: {m.get('error_code')}")
-                else:
-                    accepted += 1
-                    ids.append(m["id"])
-        progress.advance(len(to))
-    for p in problems[:50]:
-        print(f"  {p}", file=sys.stderr)
-    if len(problems) > 50:
-        print(f"  … and {len(problems) - 50} more", file=sys.stderr)
-    summary = {"total": len(rows), "accepted": accepted, "rejected": rejected, "failed": failed}
-    if args.json:
-        _dump(summary | {"ids": ids})
-    else:
-        print(
-            f"{len(rows)} recipient(s): {accepted} accepted, {rejected} rejected, {failed} not sent"
-        )
-    return 0 if accepted == len(rows) else EXIT_ERROR
 
 
 # -- smsgw tail -----------------------------------------------------------------------------
@@ -469,7 +183,7 @@ def _detail(h: dict[str, Any]) -> str:
 def cmd_messages_show(api: Api, args: argparse.Namespace) -> int:
     m = api.request("GET", f"/v1/messages/{args.id}")
     if args.json:
-        _dump(m)
+        dump(m)
         return 0
     print(f"message {m['id']}  {m['status']}")
     for label, key in (
@@ -489,7 +203,7 @@ def cmd_messages_show(api: Api, args: argparse.Namespace) -> int:
     print(f"  {'text':<10} {m['text']}")
     if m.get("parts_detail"):
         print("parts:")
-        _table(
+        table(
             [["#", "STATUS", "ROUTE", "PROVIDER ID", "ERROR"]]
             + [
                 [
@@ -506,7 +220,7 @@ def cmd_messages_show(api: Api, args: argparse.Namespace) -> int:
         print("history:")
         # REPORTED: the time the report itself gave (a receipt's minute-resolution done
         # date), shown where it differs from when the line happened (AT, the order).
-        _table(
+        table(
             [["AT", "STATE", "SOURCE", "REPORTED", "DETAIL"]]
             + [
                 [
@@ -528,7 +242,7 @@ def cmd_messages_show(api: Api, args: argparse.Namespace) -> int:
 def cmd_webhooks_list(api: Api, args: argparse.Namespace) -> int:
     data = api.request("GET", "/v1/webhooks")["data"]
     if args.json:
-        _dump(data)
+        dump(data)
         return 0
     if not data:
         print("no webhooks")
@@ -544,7 +258,7 @@ def cmd_webhooks_list(api: Api, args: argparse.Namespace) -> int:
                 w.get("description") or "",
             ]
         )
-    _table(rows)
+    table(rows)
     return 0
 
 
@@ -554,7 +268,7 @@ def cmd_webhooks_deliveries(api: Api, args: argparse.Namespace) -> int:
         params["status"] = args.status
     data = api.request("GET", f"/v1/webhooks/{args.webhook_id}/deliveries", params=params)["data"]
     if args.json:
-        _dump(data)
+        dump(data)
         return 0
     if not data:
         print("no deliveries")
@@ -565,7 +279,7 @@ def cmd_webhooks_deliveries(api: Api, args: argparse.Namespace) -> int:
         rows.append(
             [d["id"], d["event_type"], d["status"], str(d["attempts"]), last, d["created_at"]]
         )
-    _table(rows)
+    table(rows)
     return 0
 
 
@@ -574,7 +288,7 @@ def cmd_webhooks_redeliver(api: Api, args: argparse.Namespace) -> int:
         "POST", f"/v1/webhooks/{args.webhook_id}/deliveries/{args.delivery_id}/redeliver"
     )
     if args.json:
-        _dump(d)
+        dump(d)
     else:
         print(f"delivery {d['id']} ({d['event_type']}) is due again: {d['status']}")
     return 0
@@ -634,7 +348,7 @@ def add_ops_commands(sub: Any) -> None:
         metavar="SECONDS",
         help="follow one message until its final state (exit 1 unless delivered)",
     )
-    sp.set_defaults(ops=_send_entry)
+    sp.set_defaults(ops=send_entry)
 
     sp = add(sub, "tail", cmd_tail, "follow live events")
     sp.add_argument(
@@ -663,10 +377,3 @@ def add_ops_commands(sub: Any) -> None:
     sp = add(hooks, "redeliver", cmd_webhooks_redeliver, "deliver a delivery again")
     sp.add_argument("webhook_id")
     sp.add_argument("delivery_id")
-
-
-def _send_entry(api: Api, args: argparse.Namespace) -> int:
-    # `--text` is the CSV's default text; the positional TEXT is the single message's.
-    if args.csv or (args.csv_text is not None and args.text is None):
-        args.text = args.csv_text
-    return cmd_send(api, args)
