@@ -42,6 +42,10 @@ def is_transient(exc: BaseException) -> bool:
         return True
     if isinstance(exc, asyncpg.PostgresConnectionError | asyncpg.InterfaceError):
         return True
+    if isinstance(exc, asyncpg.PostgresError):
+        # A statement run on the asyncpg connection itself (the projection's hot path):
+        # not wrapped by SQLAlchemy, so its SQLSTATE is read here.
+        return str(exc.sqlstate or "").startswith(TRANSIENT_SQLSTATE)
     if isinstance(exc, DBAPIError):
         if exc.connection_invalidated:
             return True

@@ -66,3 +66,38 @@ async def test_a_batch_stuck_on_one_locked_row_is_split_and_the_rest_applied(
     # Once the lock is gone the event applies like any other.
     ok = Projector(engine, 7 * 86400)
     assert await ok.apply_batch([events[5]]) == [APPLIED]
+
+
+async def test_errors_of_statements_run_on_asyncpg_directly_are_classified_by_sqlstate(
+    database_url: str,
+) -> None:
+    """The projection's statements run on the asyncpg connection, so the server's errors
+    arrive unwrapped by SQLAlchemy: a real deadlock is retried in place (transient), a
+    value the store refuses is not (the batch is split to find it)."""
+    from smsgw_inbound.store_retry import is_transient
+
+    dsn = asyncpg_dsn(make_url(database_url))
+    a, b = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
+    try:
+        ta, tb = a.transaction(), b.transaction()
+        await ta.start()
+        await tb.start()
+        await a.execute("SELECT pg_advisory_xact_lock(9001)")
+        await b.execute("SELECT pg_advisory_xact_lock(9002)")
+        first = asyncio.create_task(a.execute("SELECT pg_advisory_xact_lock(9002)"))
+        await asyncio.sleep(0.1)  # let `a` wait on 9002 first: `b` closes the cycle
+        second = asyncio.create_task(b.execute("SELECT pg_advisory_xact_lock(9001)"))
+        results = await asyncio.gather(first, second, return_exceptions=True)
+        deadlocks = [r for r in results if isinstance(r, BaseException)]
+        assert len(deadlocks) == 1, results
+        assert isinstance(deadlocks[0], asyncpg.exceptions.DeadlockDetectedError)
+        assert is_transient(deadlocks[0])
+        for t in (ta, tb):
+            await t.rollback()
+        with pytest.raises(asyncpg.PostgresError) as too_long:
+            await a.execute("CREATE TEMP TABLE t (v varchar(2)); INSERT INTO t VALUES ('abc')")
+        assert too_long.value.sqlstate == "22001"
+        assert not is_transient(too_long.value)
+    finally:
+        await a.close()
+        await b.close()
