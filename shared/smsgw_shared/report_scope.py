@@ -4,7 +4,9 @@ An SMSC account is often bound more than once (for throughput, or a second bind 
 another SMSC node), and the SMSC may send a receipt on any bind of the account, not only on
 the one that submitted the message. The store matches a receipt to its part by route and
 provider id, so binds of one account must be matched as one: a receipt that arrives on
-`smpp:b2` for a part submitted on `smpp:b1` is found under the account's first bind.
+`smpp:b2` for a part submitted on `smpp:b1` is found under the account's scope (its first
+bind by name). Where two binds of a scope hold a part with the same provider id, the part
+submitted on the bind the receipt came on wins.
 
 Binds are of one account when they name the same `account`; binds that name none are of
 one account when host, port and system_id are the same. Every other route (modems, binds
@@ -22,8 +24,11 @@ Key = tuple[str, str]  # (route, provider id)
 
 
 def account_of(bind: SmppBindConfig) -> str:
-    """The account a bind belongs to: its `account`, else system_id@host:port."""
-    return bind.account or f"{bind.system_id}@{bind.host}:{bind.port}"
+    """The account a bind belongs to: its `account`, else system_id@host:port. Binds that
+    write provider ids differently (`id_format`) are never one account: the same id would
+    not name the same message."""
+    name = bind.account or f"{bind.system_id}@{bind.host}:{bind.port}"
+    return f"{name}#{bind.id_format}/{bind.receipt_id_format}"
 
 
 class ReportScopes:
@@ -33,7 +38,9 @@ class ReportScopes:
         self._scope: dict[str, str] = {}
         self._members: dict[str, tuple[str, ...]] = {}
         for group in groups:
-            members = tuple(dict.fromkeys(group))
+            # Sorted: every process names the scope alike whatever the order of its config
+            # (the scope is also the advisory lock key two inbound replicas share).
+            members = tuple(sorted(set(group)))
             if len(members) < 2:
                 continue
             for route in members:

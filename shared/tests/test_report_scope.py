@@ -10,7 +10,7 @@ def settings(*binds: dict[str, object]) -> Settings:
     return Settings.model_validate({"smpp": {"binds": list(binds)}})
 
 
-def test_binds_to_the_same_account_share_one_scope_in_configuration_order() -> None:
+def test_binds_to_the_same_account_share_one_scope_named_alike_in_any_order() -> None:
     s = ReportScopes.from_settings(
         settings(
             {"id": "b2", "host": "smsc", "port": 2775, "system_id": "shop"},
@@ -18,8 +18,9 @@ def test_binds_to_the_same_account_share_one_scope_in_configuration_order() -> N
             {"id": "b3", "host": "smsc", "port": 2775, "system_id": "other"},
         )
     )
-    assert s.scope("smpp:b1") == s.scope("smpp:b2") == "smpp:b2"
-    assert s.members("smpp:b2") == ("smpp:b2", "smpp:b1")
+    # Named by the first bind by name, whatever the configuration's order.
+    assert s.scope("smpp:b1") == s.scope("smpp:b2") == "smpp:b1"
+    assert s.members("smpp:b1") == ("smpp:b1", "smpp:b2")
     # Another system_id on the same SMSC is another account: its receipts stay apart.
     assert s.scope("smpp:b3") == "smpp:b3"
     assert s.members("smpp:b3") == ("smpp:b3",)
@@ -37,7 +38,17 @@ def test_a_named_account_groups_binds_across_smsc_nodes() -> None:
     # Same host and system_id as `a`, but `a` named its account: `c` is on its own.
     assert s.scope("smpp:c") == "smpp:c"
     binds = settings({"id": "x", "host": "smsc", "port": 2776, "system_id": "shop"}).smpp.binds
-    assert account_of(binds[0]) == "shop@smsc:2776"
+    assert account_of(binds[0]).startswith("shop@smsc:2776#")
+
+
+def test_binds_writing_provider_ids_differently_are_not_one_account() -> None:
+    s = ReportScopes.from_settings(
+        settings(
+            {"id": "a", "host": "smsc", "system_id": "shop", "id_format": "hex"},
+            {"id": "b", "host": "smsc", "system_id": "shop", "id_format": "decimal"},
+        )
+    )
+    assert s.scope("smpp:b") == "smpp:b"
 
 
 def test_other_routes_are_their_own_scope_and_keys_expand_to_the_stored_pairs() -> None:

@@ -28,6 +28,7 @@ from smsgw_inbound.state_machine import PART_FINAL, Message, Part, Report, apply
 from smsgw_shared.messages import StatusEvent, utcnow
 from smsgw_shared.report_scope import ReportScopes
 from smsgw_shared.store.repos.projection import (
+    PROVIDER_ID_MAX,
     Key,
     PendingReport,
     ProjectionRepository,
@@ -198,6 +199,12 @@ class Projector:
 
     def _one(self, w: Work, ev: StatusEvent) -> str:
         if ev.message_id is None:
+            if ev.provider_id and len(ev.provider_id) > PROVIDER_ID_MAX:
+                # No stored part carries such an id (it would not fit): a peer's junk.
+                log.warning(
+                    "report with an over-long provider id dropped", extra={"route": ev.route}
+                )
+                return UNKNOWN
             target = self._match(w, ev)
             if target is None:
                 if not ev.provider_id:
@@ -267,6 +274,10 @@ class Projector:
             cands.append((part.submitted_at or w.now, mid, part))
         if not cands:
             return None
+        # Binds of one account share a scope: a part sent on the bind the report came on
+        # comes first (an id the SMSC repeated across its nodes names that bind's part).
+        own = [c for c in cands if c[2].route == ev.route]
+        cands = own or cands
         cands.sort(key=lambda c: c[0], reverse=True)
         before = [c for c in cands if c[0] <= ev.occurred_at + CLOCK_SKEW]
         _, mid, part = (before or cands)[0]

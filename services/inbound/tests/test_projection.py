@@ -216,6 +216,34 @@ async def test_a_report_naming_an_over_long_recipient_is_parked_not_failed(
         assert col.type.length == RECIPIENT_MAX  # type: ignore[attr-defined]
 
 
+async def test_over_long_provider_ids_from_a_peer_fail_nothing(
+    engine: AsyncEngine, projector: Projector
+) -> None:
+    """An SMSC may answer with any C-octet string: a `sent` whose id does not fit the
+    column still marks the message sent (the part without an id); a report naming such an
+    id can match nothing and is dropped, not parked; the batch around them is applied."""
+    mid, long_mid = await add_message(engine, route="smpp:*"), await add_message(engine)
+    pid, junk = uid(), "9" * 200
+    res = await projector.apply_batch(
+        [sent(long_mid, "smpp:b1", junk), report("smpp:b1", junk), sent(mid, "smpp:b1", pid)]
+    )
+    assert res == [APPLIED, UNKNOWN, APPLIED]
+    assert await status_of(engine, long_mid) == "sent"
+    assert await projector.apply_batch([report("smpp:b1", pid)]) == [APPLIED]
+    assert await status_of(engine, mid) == "delivered"
+
+
+async def test_a_receipt_prefers_the_part_sent_on_its_own_bind(engine: AsyncEngine) -> None:
+    """Two binds of one account holding the same id (the SMSC repeated it across its
+    nodes): the receipt goes to the part sent on the bind it came on."""
+    projector = Projector(engine, 7 * 86400, ReportScopes([["smpp:b1", "smpp:b2"]]))
+    m1, m2, pid = await add_message(engine), await add_message(engine), uid()
+    assert await projector.apply_batch([sent(m1, "smpp:b1", pid)]) == [APPLIED]
+    assert await projector.apply_batch([sent(m2, "smpp:b2", pid)]) == [APPLIED]
+    assert await projector.apply_batch([report("smpp:b1", pid)]) == [APPLIED]
+    assert (await status_of(engine, m1), await status_of(engine, m2)) == ("delivered", "sent")
+
+
 async def test_modem_tp_mr_wraps(engine: AsyncEngine, projector: Projector) -> None:
     """TP-MR 7 is reused 256 sends later: a report for the new message arriving before its
     `sent` must not land on the old, already delivered one."""

@@ -53,10 +53,18 @@ class ProjectionWrite:
 # it in its stored body, but the column gets NULL rather than failing the whole batch; such
 # a report can match no part anyway.
 RECIPIENT_MAX = 32
+# Provider ids likewise: an SMSC may answer a submit_sm with any C-octet string. A part
+# whose id does not fit is stored without it (no receipt can name it: see PROVIDER_ID_MAX
+# in the projection's matching).
+PROVIDER_ID_MAX = 80
 
 
 def _number(value: str | None) -> str | None:
     return value if value is None or len(value) <= RECIPIENT_MAX else None
+
+
+def _provider_id(value: str | None) -> str | None:
+    return value if value is None or len(value) <= PROVIDER_ID_MAX else None
 
 
 def _columns(rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> list[list[Any]]:
@@ -139,11 +147,13 @@ WHERE p.received_at >= $3
 ORDER BY p.id
 """
 PENDING_KEYS = ("route", "provider_id", "recipient", "event_id", "body")
+# In the rows' order (WITH ORDINALITY): `pending_for` reads parked reports oldest first by id.
 INSERT_PENDING = """
 INSERT INTO pending_reports (route, provider_id, recipient, event_id, body)
 SELECT route, provider_id, recipient, event_id, body::jsonb
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
-    AS n(route, provider_id, recipient, event_id, body)
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY
+    AS n(route, provider_id, recipient, event_id, body, i)
+ORDER BY i
 ON CONFLICT DO NOTHING
 """
 DELETE_PENDING = "DELETE FROM pending_reports WHERE id = ANY($1::bigint[])"
@@ -252,6 +262,7 @@ class ProjectionRepository:
             await pg.execute(UPDATE_MESSAGES, *_columns(w.messages, MESSAGE_UPDATE_KEYS))
         if w.parts:
             cols = _columns(w.parts, PART_KEYS)
+            cols[3] = [_provider_id(p) for p in cols[3]]
             cols[4] = [_number(r) for r in cols[4]]
             await pg.execute(UPSERT_PARTS, *cols)
         if w.history:
