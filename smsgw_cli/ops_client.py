@@ -19,15 +19,6 @@ if TYPE_CHECKING:
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 EXIT_ERROR, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_REFUSED = 1, 2, 3, 4
-FINAL = {
-    "delivered",
-    "undelivered",
-    "expired",
-    "failed",
-    "rejected",
-    "canceled",
-    "partially_delivered",
-}
 
 
 class OpsError(Exception):

@@ -14,12 +14,12 @@ from smsgw_cli.ops_client import (
     EXIT_REFUSED,
     EXIT_UNREACHABLE,
     EXIT_USAGE,
-    FINAL,
     Api,
     OpsError,
     dump,
     fail,
 )
+from smsgw_shared.messages.states import MESSAGE_FINAL
 
 # -- smsgw send -----------------------------------------------------------------------------
 
@@ -120,12 +120,12 @@ def cmd_send(api: Api, args: argparse.Namespace) -> int:
         if msg["status"] != status and not args.json:
             print(f"{m['id']}  {msg['status']}")
         status = msg["status"]
-        if status in FINAL:
+        if status in MESSAGE_FINAL:
             break
         time.sleep(0.5)
     if args.json:
         dump(msg)
-    if status not in FINAL:
+    if status not in MESSAGE_FINAL:
         print(f"smsgw: still {status} after {args.wait:g}s", file=sys.stderr)
         return EXIT_ERROR
     return 0 if status == "delivered" else EXIT_ERROR

@@ -24,8 +24,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from smsgw_inbound import metrics
 from smsgw_inbound.events import MESSAGE_STATUS, LogEvent, iso, record_events, stable_id
 from smsgw_inbound.numbers import same_number
-from smsgw_inbound.state_machine import PART_FINAL, Message, Part, Report, apply
+from smsgw_inbound.state_machine import Message, Part, Report, apply
 from smsgw_shared.messages import StatusEvent, utcnow
+from smsgw_shared.messages.states import PART_FINAL
 from smsgw_shared.report_scope import ReportScopes
 from smsgw_shared.store.repos.projection import (
     PROVIDER_ID_MAX,

@@ -30,10 +30,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-PART_FINAL = frozenset({"delivered", "undelivered", "expired", "failed", "rejected"})
-MESSAGE_FINAL = PART_FINAL | {"canceled", "partially_delivered"}
-# Progress of the states that are not final (higher = further along).
-MESSAGE_PROGRESS = {"scheduled": 0, "queued": 1, "sending": 2, "sent": 3}
+from smsgw_shared.messages.states import MESSAGE_FINAL, MESSAGE_PROGRESS, PART_FINAL
+
 PART_PROGRESS = {None: 0, "sending": 1, "sent": 2}
 INTERMEDIATE = frozenset({"enroute", "accepted"})
 # Which state wins when the parts' final states disagree and none was delivered.

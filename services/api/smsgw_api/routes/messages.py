@@ -27,26 +27,13 @@ from smsgw_api.services.ingest import SendSpec
 from smsgw_shared.amqp import Outgoing
 from smsgw_shared.ids import uuid7_strings
 from smsgw_shared.messages import CancelNotice
+from smsgw_shared.messages.states import MESSAGE_STATES
 from smsgw_shared.store.repos.keys import ApiKey
 from smsgw_shared.store.repos.messages import MessageFilter
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1/messages", tags=["messages"])
-
-STATES = {
-    "scheduled",
-    "queued",
-    "sending",
-    "sent",
-    "delivered",
-    "undelivered",
-    "expired",
-    "failed",
-    "rejected",
-    "canceled",
-    "partially_delivered",
-}
 
 
 def spec_from(req: SendRequest) -> SendSpec:
@@ -320,12 +307,12 @@ async def list_messages(
 ) -> dict[str, Any]:
     """Filter by status, recipient, reference, batch and time range."""
     time_range(since, until)
-    if status is not None and status not in STATES:
+    if status is not None and status not in MESSAGE_STATES:
         raise Problem(
             422,
             "invalid_status",
             "Unknown status",
-            f"status must be one of {', '.join(sorted(STATES))}",
+            f"status must be one of {', '.join(sorted(MESSAGE_STATES))}",
         )
     if to is not None:
         from smsgw_shared.sms.errors import InvalidNumberError
