@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from smsgw_shared.testing import free_port
+from smsgw_shared.testing import free_port, wait_for
 from tests.conftest import wait_status
 from tests.e2e.stack import Stack
 
@@ -43,12 +43,7 @@ async def _both_bound(client: httpx.AsyncClient) -> bool:
 async def test_receipts_on_the_other_bind_of_the_account_are_matched(
     stack: Stack, client: httpx.AsyncClient
 ):
-    for _ in range(300):
-        if await _both_bound(client):
-            break
-        await asyncio.sleep(0.2)
-    else:
-        raise AssertionError((await client.get("/v1/routes")).json())
+    await wait_for(lambda: _both_bound(client), timeout=60)
     ids: list[str] = []
     for i in range(20):
         route = "smpp:b1" if i % 2 else "smpp:b2"

@@ -20,8 +20,13 @@ from smsgw_inbound.service import StatusHandler
 from smsgw_shared.messages import PartRef, StatusEvent
 from smsgw_shared.store.db import make_engine
 from smsgw_shared.store.direct import asyncpg_dsn
+from smsgw_shared.testing import wait_for
 
 from .conftest import add_message, status_of
+
+WAITING_ADVISORY = (
+    "SELECT count(*) FROM pg_locks WHERE pid = $1 AND locktype = 'advisory' AND NOT granted"
+)
 
 
 def sent(mid: uuid.UUID, pid: str) -> StatusEvent:
@@ -85,7 +90,11 @@ async def test_errors_of_statements_run_on_asyncpg_directly_are_classified_by_sq
         await a.execute("SELECT pg_advisory_xact_lock(9001)")
         await b.execute("SELECT pg_advisory_xact_lock(9002)")
         first = asyncio.create_task(a.execute("SELECT pg_advisory_xact_lock(9002)"))
-        await asyncio.sleep(0.1)  # let `a` wait on 9002 first: `b` closes the cycle
+
+        async def a_waits() -> bool:  # `a` queued on 9002 first: `b` closes the cycle
+            return bool(await b.fetchval(WAITING_ADVISORY, a.get_server_pid()))
+
+        await wait_for(a_waits, timeout=10)
         second = asyncio.create_task(b.execute("SELECT pg_advisory_xact_lock(9001)"))
         results = await asyncio.gather(first, second, return_exceptions=True)
         deadlocks = [r for r in results if isinstance(r, BaseException)]
