@@ -49,7 +49,7 @@ class ReportScopes:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ReportScopes:
-        """The configured binds, grouped by account (in configuration order)."""
+        """The configured binds, grouped by account."""
         groups: dict[str, list[str]] = {}
         for bind in settings.smpp.binds:
             groups.setdefault(account_of(bind), []).append(f"smpp:{bind.id}")
@@ -64,7 +64,8 @@ class ReportScopes:
         return self._members.get(scope, (scope,))
 
     def key(self, route: str, provider_id: str) -> Key:
-        return self._scope.get(route, route), provider_id
+        """The scoped (route, provider id) key receipts are matched and locked by."""
+        return self.scope(route), provider_id
 
     def expand(self, keys: Iterable[Key]) -> list[Key]:
         """Scoped keys as the stored (route, provider id) pairs they stand for."""

@@ -355,7 +355,7 @@ def flush_state(w: Work) -> None:
             "provider_id": ev.provider_id,
             "recipient": ev.recipient,
             "event_id": ev.event_id,
-            "body": ev.model_dump(mode="json"),
+            "body": ev.model_dump_json(),  # JSON text, as the store takes it
         }
         for ev in w.parked.values()
     )

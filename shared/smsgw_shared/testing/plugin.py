@@ -122,7 +122,7 @@ async def delete_namespace(conn: AmqpConnection, settings: Settings) -> None:
     for tiers in (settings.workers.retry_delays, [0.2, 0.5, 1.0, 2.0], [5.0, 30.0, 120.0, 600.0]):
         t = Topology(topo.ns, tiers)
         names |= set(t.all_queue_names(routes, modems, binds))
-    names |= conn.declared_names | conn.queue_names
+    names |= conn.queue_names  # every queue it declared, forgotten for redeclaring or not
     exchanges = {n for n, _ in topo.exchanges()}
     ch = await conn.connection.channel(publisher_confirms=False)
     # The connection's own queues go twice: a declare of its re-declaring task, cancelled

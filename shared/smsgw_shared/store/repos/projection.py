@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from pydantic_core import to_json
 from sqlalchemy import func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -44,7 +43,7 @@ class ProjectionWrite:
     messages: list[dict[str, Any]] = field(default_factory=list)
     parts: list[dict[str, Any]] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)
-    new_pending: list[dict[str, Any]] = field(default_factory=list)
+    new_pending: list[dict[str, Any]] = field(default_factory=list)  # body: JSON text
     matched_pending: list[int] = field(default_factory=list)
 
 
@@ -269,9 +268,8 @@ class ProjectionRepository:
             await pg.execute(INSERT_HISTORY, *_columns(w.history, HISTORY_KEYS))
         if w.new_pending:
             route, pid, recipient, event_id, body = _columns(w.new_pending, PENDING_KEYS)
-            bodies = [to_json(b).decode() for b in body]
             numbers = [_number(r) for r in recipient]
-            await pg.execute(INSERT_PENDING, route, pid, numbers, event_id, bodies)
+            await pg.execute(INSERT_PENDING, route, pid, numbers, event_id, body)
         if w.matched_pending:
             await pg.execute(DELETE_PENDING, w.matched_pending)
 
