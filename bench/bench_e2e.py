@@ -79,6 +79,13 @@ def _pids_named(*names: str) -> list[int]:
     return [int(p) for p in os.listdir("/proc") if p.isdigit() and _comm(int(p)) in names]
 
 
+def _per_msg(before: dict[str, int], after: dict[str, int], n: int) -> dict[str, float]:
+    """The counters that moved, per message."""
+    return {
+        k: round((v - before.get(k, 0)) / n, 2) for k, v in after.items() if v != before.get(k, 0)
+    }
+
+
 def _peak_rss_mb(pid: int) -> float:
     with contextlib.suppress(OSError):
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -350,15 +357,11 @@ default = "smpp:b1"
             "cpu_us_per_msg": per_msg,
             "machine_cpu_us_per_msg": round((c1["machine"] - c0["machine"]) / n * 1e6),
             # per message, this database (the bench's own polling included)
-            "db_per_msg": {k: round((d1[k] - d0[k]) / n, 2) for k in d1},
+            "db_per_msg": _per_msg(d0, d1, n),
             "db_tables_per_msg": {
-                name: {
-                    k: round((t1_tables[name][k] - t0_tables.get(name, {}).get(k, 0)) / n, 2)
-                    for k in ("ins", "upd", "hot", "del")
-                    if t1_tables[name][k] - t0_tables.get(name, {}).get(k, 0)
-                }
-                for name in sorted(t1_tables)
-                if t1_tables[name] != t0_tables.get(name)
+                name: _per_msg(t0_tables.get(name, {}), after, n)
+                for name, after in sorted(t1_tables.items())
+                if after != t0_tables.get(name)
             },
             "inbound_mean_batch": round((b1[0] - b0[0]) / max(1.0, b1[1] - b0[1]), 1),
             "peak_rss_mb": {
