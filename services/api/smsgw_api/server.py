@@ -5,10 +5,15 @@ uvicorn's `h11_max_incomplete_event_size` caps the request line and headers only
 h11 parser; with httptools (installed, and uvicorn's choice when it is) nothing caps them:
 httptools keeps a header value however long it grows. `CappedHttpToolsProtocol` counts the
 bytes fed to the parser until the headers are complete and answers `431` beyond the cap.
+
+It also joins what one step of the event loop writes to a connection (`JoinedWrites`):
+uvicorn writes a response's status line and headers, then its body, each with its own
+`send()`; joined, a response is one system call and one TCP segment.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -42,6 +47,61 @@ def _too_large(limit: int) -> bytes:
     return _problem_answer(problem, "Request Header Fields Too Large")
 
 
+class JoinedWrites:
+    """A connection's transport whose writes within one step of the event loop go out as
+    one: the first write schedules the send for the end of the step (`call_soon`), later
+    ones are appended. Closing, or 64 KiB held, sends at once; an abort drops what is held.
+    Everything else is the transport's own."""
+
+    LIMIT = 64 * 1024
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self._held: list[bytes] = []
+        self._size = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not self._held:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self._held.append(bytes(data))
+        self._size += len(data)
+        if self._size >= self.LIMIT:
+            self.flush()
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        """Send what is held (nothing once the connection is closing)."""
+        if not self._held:
+            return
+        data = self._held[0] if len(self._held) == 1 else b"".join(self._held)
+        self._held.clear()
+        self._size = 0
+        if not self.transport.is_closing():
+            self.transport.write(data)
+
+    def get_write_buffer_size(self) -> int:
+        return self._size + self.transport.get_write_buffer_size()
+
+    def close(self) -> None:
+        self.flush()
+        self.transport.close()
+
+    def write_eof(self) -> None:
+        self.flush()
+        self.transport.write_eof()
+
+    def abort(self) -> None:
+        self._held.clear()
+        self._size = 0
+        self.transport.abort()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.transport, name)
+
+
 class CappedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, refusing a request whose line and headers exceed
     `h11_max_incomplete_event_size` bytes (431, then the connection is closed)."""
@@ -52,6 +112,17 @@ class CappedHttpToolsProtocol(HttpToolsProtocol):
         self._header_bytes = 0
         self._in_headers = True
         self._completed = 0  # messages completed on this connection
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(JoinedWrites(transport))  # type: ignore[arg-type]
+
+    def handle_websocket_upgrade(self) -> None:
+        """The WebSocket protocol gets the transport itself (after what is held is sent)."""
+        joined = self.transport
+        if isinstance(joined, JoinedWrites):
+            joined.flush()
+            self.transport = joined.transport
+        super().handle_websocket_upgrade()
 
     def send_400_response(self, msg: str) -> None:
         """What the parser refuses (a header with a control character, a broken request
