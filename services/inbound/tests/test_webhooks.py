@@ -402,3 +402,31 @@ async def test_claim_never_reads_a_full_urls_backlog(
         plan = res.scalar_one()[0]["Plan"]
     # The healthy URL's next 100 plus a few index probes; none of the full URL's 3,000.
     assert sum(_rows_read(plan)) <= 100 + 5
+
+
+async def test_enqueue_keeps_a_delivery_enqueued_before(
+    engine: AsyncEngine, repo: WebhookRepository
+) -> None:
+    """One statement over arrays: the same subscription, event and URL twice (in one call
+    and again later) is one delivery; a status callback (no subscription) is its own."""
+    from smsgw_shared.store.repos.webhooks import NewDelivery
+
+    row, _ = await repo.create(url="http://127.0.0.1:9/hook", events=["*"])
+    hook = uuid.UUID(str(row["id"]))
+    eid = stable_id("enqueue-twice", uuid.uuid4().hex)
+    d = NewDelivery(hook, "http://127.0.0.1:9/hook", eid, "message.status", "{}")
+    cb = NewDelivery(None, "http://127.0.0.1:9/cb", eid, "message.status", "{}")
+    async with engine.begin() as conn:
+        assert await WebhookRepository.enqueue(conn, [d, d, cb]) == 3
+    async with engine.begin() as conn:
+        await WebhookRepository.enqueue(conn, [d])
+        rows = (
+            await conn.execute(
+                text("SELECT webhook_id, url, status FROM webhook_deliveries WHERE event_id = :e"),
+                {"e": eid},
+            )
+        ).all()
+    assert sorted((r[1], r[0], r[2]) for r in rows) == [
+        ("http://127.0.0.1:9/cb", None, "pending"),
+        ("http://127.0.0.1:9/hook", hook, "pending"),
+    ]

@@ -30,10 +30,10 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from smsgw_shared.ids import uuid7_strings
+from smsgw_shared.store.direct import driver_of
 from smsgw_shared.store.schema import (
     api_keys,
     event_log,
@@ -55,6 +55,14 @@ _HOST_RE = re.compile(HOST_PATTERN)
 MESSAGE_ID_PATTERN = (
     r'"message_id":"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"'
 )
+
+ENQUEUE = """
+INSERT INTO webhook_deliveries (id, webhook_id, url, event_id, event_type, payload, status)
+SELECT id, webhook_id, url, event_id, event_type, payload, 'pending'
+FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[])
+    AS d(id, webhook_id, url, event_id, event_type, payload)
+ON CONFLICT DO NOTHING
+"""
 
 
 def host_key(url: str) -> str:
@@ -123,23 +131,21 @@ class DeliveryStore:
     # -- deliveries ---------------------------------------------------------------------
     @staticmethod
     async def enqueue(conn: AsyncConnection, items: Sequence[NewDelivery]) -> int:
-        """Add deliveries (a delivery already enqueued for this event is kept as is)."""
+        """Add deliveries (a delivery already enqueued for this event is kept as is): one
+        statement over arrays, on the asyncpg connection (in the caller's transaction)."""
         if not items:
             return 0
-        rows = [
-            {
-                "id": uuid.UUID(did),
-                "webhook_id": d.webhook_id,
-                "url": d.url,
-                "event_id": d.event_id,
-                "event_type": d.event_type,
-                "payload": d.payload,
-                "status": "pending",
-            }
-            for d, did in zip(items, uuid7_strings(len(items)), strict=True)
-        ]
-        await conn.execute(pg_insert(webhook_deliveries).on_conflict_do_nothing(), rows)
-        return len(rows)
+        pg = await driver_of(conn)
+        await pg.execute(
+            ENQUEUE,
+            [uuid.UUID(i) for i in uuid7_strings(len(items))],
+            [d.webhook_id for d in items],
+            [d.url for d in items],
+            [d.event_id for d in items],
+            [d.event_type for d in items],
+            [d.payload for d in items],
+        )
+        return len(items)
 
     async def claim(
         self,
