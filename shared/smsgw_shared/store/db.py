@@ -28,7 +28,15 @@ def make_engine(
     max_overflow: int = 10,
     command_timeout: float = 30.0,
 ) -> AsyncEngine:
-    """An asyncpg engine; short connect/command timeouts so a dead store fails fast."""
+    """An asyncpg engine; short connect/command timeouts so a dead store fails fast.
+
+    Every statement is planned for its parameters (`plan_cache_mode = force_custom_plan`):
+    asyncpg prepares each statement, and after five executions PostgreSQL may keep a generic
+    plan, blind to the parameters. For the projection's lookups over id arrays
+    (`message_id = ANY($1)`, joins on `unnest($1, $2)`) that plan scans: measured in-process
+    (`bench_inbound`'s events, batches of 110), a batch's parts took 4.6 ms instead of
+    0.5 ms and PostgreSQL spent 148 instead of 102 µs per event. Planning each time costs
+    less than that. The accept path's own connections do the same (`DirectConnection`)."""
     return create_async_engine(
         to_asyncpg_url(database_url),
         pool_size=pool_size,
@@ -38,7 +46,10 @@ def make_engine(
         connect_args={
             "timeout": 5,
             "command_timeout": command_timeout,
-            "server_settings": {"application_name": "smsgw"},
+            "server_settings": {
+                "application_name": "smsgw",
+                "plan_cache_mode": "force_custom_plan",
+            },
         },
     )
 
