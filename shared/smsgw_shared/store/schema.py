@@ -116,7 +116,8 @@ messages = Table(
 message_parts = Table(
     "message_parts",
     metadata,
-    Column("message_id", Uuid, ForeignKey("messages.id", ondelete="CASCADE"), nullable=False),
+    # No foreign key (migration 0010): retention deletes a message's parts with it.
+    Column("message_id", Uuid, nullable=False),
     Column("idx", SmallInteger, nullable=False),
     Column("route", String(80), nullable=False),
     Column("provider_id", String(80), nullable=True),
@@ -133,7 +134,8 @@ message_events = Table(
     "message_events",
     metadata,
     Column("id", BigInteger, primary_key=True, autoincrement=True),
-    Column("message_id", Uuid, ForeignKey("messages.id", ondelete="CASCADE"), nullable=False),
+    # No foreign key (migration 0010): retention deletes a message's history with it.
+    Column("message_id", Uuid, nullable=False),
     Column("state", String(24), nullable=False),
     Column("part", SmallInteger, nullable=True),
     Column("source", String(80), nullable=False),

@@ -3,8 +3,9 @@
 Each policy deletes the oldest rows of one table through an index on its time column, at
 most `limit` rows a statement (short transactions, no long locks on a live table), and
 skips rows another process is deleting (`SKIP LOCKED`), so several inbound processes may
-run it at once. Children go with their parents (`ON DELETE CASCADE`): a message's parts
-and history, a delivery's attempts.
+run it at once. Children go with their parents: a message's parts and history in the same
+statement (they have no foreign key: migration 0010), a delivery's attempts by
+`ON DELETE CASCADE`.
 """
 
 from __future__ import annotations
@@ -25,18 +26,35 @@ class Policy:
     table: str
     where: str
     order: str
+    # Tables whose rows (by this column) go with the deleted ones, in the same statement.
+    children: tuple[tuple[str, str], ...] = ()
 
     def statement(self) -> str:
+        doomed = (
+            f"SELECT id FROM {self.table} WHERE {self.where} "  # noqa: S608 - fixed identifiers
+            f"ORDER BY {self.order} LIMIT :limit FOR UPDATE SKIP LOCKED"
+        )
+        if not self.children:
+            return f"DELETE FROM {self.table} WHERE id IN ({doomed})"  # noqa: S608
+        ctes = [f"doomed AS ({doomed})"] + [
+            f"c{i} AS (DELETE FROM {t} WHERE {col} IN (SELECT id FROM doomed))"  # noqa: S608
+            for i, (t, col) in enumerate(self.children)
+        ]
         return (
-            f"DELETE FROM {self.table} WHERE id IN ("  # noqa: S608 - fixed identifiers
-            f"SELECT id FROM {self.table} WHERE {self.where} "
-            f"ORDER BY {self.order} LIMIT :limit FOR UPDATE SKIP LOCKED)"
+            f"WITH {', '.join(ctes)} "  # noqa: S608
+            f"DELETE FROM {self.table} WHERE id IN (SELECT id FROM doomed)"
         )
 
 
 POLICIES = (
     # A scheduled send waits for its time, however old its row.
-    Policy("messages", "messages", "created_at < :cutoff AND status <> 'scheduled'", "created_at"),
+    Policy(
+        "messages",
+        "messages",
+        "created_at < :cutoff AND status <> 'scheduled'",
+        "created_at",
+        (("message_parts", "message_id"), ("message_events", "message_id")),
+    ),
     Policy("event_log", "event_log", "created_at < :cutoff", "id"),
     # Pending deliveries are still being tried.
     Policy(
