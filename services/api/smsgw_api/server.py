@@ -63,8 +63,9 @@ class JoinedWrites:
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if not self._held:
             asyncio.get_running_loop().call_soon(self.flush)
-        self._held.append(bytes(data))
-        self._size += len(data)
+        chunk = bytes(data)
+        self._held.append(chunk)
+        self._size += len(chunk)
         if self._size >= self.LIMIT:
             self.flush()
 

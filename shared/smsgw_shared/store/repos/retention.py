@@ -4,7 +4,7 @@ Each policy deletes the oldest rows of one table through an index on its time co
 most `limit` rows a statement (short transactions, no long locks on a live table), and
 skips rows another process is deleting (`SKIP LOCKED`), so several inbound processes may
 run it at once. Children go with their parents: a message's parts and history in the same
-statement (they have no foreign key: migration 0010), a delivery's attempts by
+transaction (they have no foreign key: migration 0010), a delivery's attempts by
 `ON DELETE CASCADE`.
 """
 
@@ -26,24 +26,25 @@ class Policy:
     table: str
     where: str
     order: str
-    # Tables whose rows (by this column) go with the deleted ones, in the same statement.
+    # Tables whose rows (by this column) go with the deleted ones, in the same transaction.
     children: tuple[tuple[str, str], ...] = ()
 
     def statement(self) -> str:
-        doomed = (
-            f"SELECT id FROM {self.table} WHERE {self.where} "  # noqa: S608 - fixed identifiers
-            f"ORDER BY {self.order} LIMIT :limit FOR UPDATE SKIP LOCKED"
-        )
-        if not self.children:
-            return f"DELETE FROM {self.table} WHERE id IN ({doomed})"  # noqa: S608
-        ctes = [f"doomed AS ({doomed})"] + [
-            f"c{i} AS (DELETE FROM {t} WHERE {col} IN (SELECT id FROM doomed))"  # noqa: S608
-            for i, (t, col) in enumerate(self.children)
-        ]
+        """Delete the oldest rows past the cutoff (at most `:limit`); returns their ids."""
         return (
-            f"WITH {', '.join(ctes)} "  # noqa: S608
-            f"DELETE FROM {self.table} WHERE id IN (SELECT id FROM doomed)"
+            f"DELETE FROM {self.table} WHERE id IN ("  # noqa: S608 - fixed identifiers
+            f"SELECT id FROM {self.table} WHERE {self.where} "
+            f"ORDER BY {self.order} LIMIT :limit FOR UPDATE SKIP LOCKED) RETURNING id"
         )
+
+    def child_statements(self) -> list[str]:
+        """Delete the children of the rows deleted (their ids in `:ids`). A statement of its
+        own, after the parents': its snapshot then holds every child committed by whoever
+        had a parent locked before, which one statement's single snapshot would miss."""
+        return [
+            f"DELETE FROM {t} WHERE {col} = ANY(:ids)"  # noqa: S608 - fixed identifiers
+            for t, col in self.children
+        ]
 
 
 POLICIES = (
@@ -99,7 +100,11 @@ class RetentionRepository:
         """Delete up to `limit` rows of the policy older than `cutoff`; how many went."""
         async with self.engine.begin() as conn:
             res = await conn.execute(text(policy.statement()), {"cutoff": cutoff, "limit": limit})
-        return int(res.rowcount or 0)
+            ids = [r[0] for r in res]
+            if ids:
+                for stmt in policy.child_statements():
+                    await conn.execute(text(stmt), {"ids": ids})
+        return len(ids)
 
     async def table_sizes(self) -> dict[str, int]:
         """Bytes on disk of each table, indexes and TOAST included."""
