@@ -22,7 +22,7 @@ from smsgw_inbound.dispatcher import Dispatcher
 from smsgw_inbound.events import LogEvent, record_events, stable_id
 from smsgw_shared.config import Settings, WebhooksConfig
 from smsgw_shared.messages import utcnow
-from smsgw_shared.store.repos.webhooks import ClaimedDelivery, WebhookRepository
+from smsgw_shared.store.repos.webhooks import ClaimedDelivery, NewDelivery, WebhookRepository
 from smsgw_shared.store.schema import webhook_deliveries
 from smsgw_shared.testing import free_port
 from smsgw_shared.testing.helpers import wait_for
@@ -409,8 +409,6 @@ async def test_enqueue_keeps_a_delivery_enqueued_before(
 ) -> None:
     """One statement over arrays: the same subscription, event and URL twice (in one call
     and again later) is one delivery; a status callback (no subscription) is its own."""
-    from smsgw_shared.store.repos.webhooks import NewDelivery
-
     row, _ = await repo.create(url="http://127.0.0.1:9/hook", events=["*"])
     hook = uuid.UUID(str(row["id"]))
     eid = stable_id("enqueue-twice", uuid.uuid4().hex)

@@ -12,6 +12,7 @@ import asyncpg
 from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from smsgw_shared.store.db import CUSTOM_PLANS
 from smsgw_shared.store.direct import DirectConnection, asyncpg_dsn
 from smsgw_shared.store.schema import message_events, message_parts, messages, outbox
 
@@ -174,11 +175,8 @@ class MessageRepository:
         for a 10-element array: while the outbox is small that plan is a sequential scan,
         kept when the outbox grows, and deleting 1,000 confirmed jobs then read every row
         of it and every dead row not vacuumed yet (PostgreSQL's largest cost in bench_api).
-        Planned with the real array the delete is an index scan."""
-        return DirectConnection(
-            asyncpg_dsn(self.engine.url),
-            server_settings={"plan_cache_mode": "force_custom_plan"},
-        )
+        Planned with the real array the delete is an index scan (`CUSTOM_PLANS`)."""
+        return DirectConnection(asyncpg_dsn(self.engine.url), server_settings=CUSTOM_PLANS)
 
     async def accept(self, via: DirectConnection, groups: Sequence[NewMessages]) -> list[int]:
         """Insert the messages of these requests, their first history entry and their
