@@ -1,15 +1,14 @@
 """Consuming in batches, for handlers that apply many messages in one store transaction.
 
-`Consumer` gives every delivery its own task, aio-pika message and handler call: as much CPU
-per message as the inbound projection's own work. `BatchConsumer` takes deliveries straight
-from the aiormq channel under the robust channel (re-subscribing when it reopens after a
-broker drop), buffers them and hands the handler a list of payloads; the handler answers one
-outcome per payload (None: done, or an `Outcome` such as `PermanentFailure`). A packed
-message (`packing.py`) gives the handler all its payloads and is settled once, by the first
-of their outcomes that is not None. Finished deliveries are acked with coalesced `multiple`
-acks; anything else goes through the same `Disposition` as `Consumer` (retry, dead-letter
-with the hook, requeue). Up to `concurrency` batches run at once, so one batch's store round
-trips overlap the next one's parsing.
+`Consumer` gives every delivery its own handler call: as much CPU per message as the inbound
+projection's own work. `BatchConsumer` takes deliveries from the aiormq channel under the
+robust channel (`subscription.py`), buffers them and hands the handler a list of payloads;
+the handler answers one outcome per payload (None: done, or an `Outcome` such as
+`PermanentFailure`). A packed message (`packing.py`) gives the handler all its payloads and
+is settled once, by the first of their outcomes that is not None. Finished deliveries are
+acked with coalesced `multiple` acks; anything else goes through the same `Disposition` as
+`Consumer` (retry, dead-letter with the hook, requeue). Up to `concurrency` batches run at
+once, so one batch's store round trips overlap the next one's parsing.
 
 A handler that raises requeues its whole batch (after a pause): it must deal with transient
 store errors itself (the inbound projection retries in place).
@@ -21,7 +20,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Generic
+from typing import Generic
 
 import aiormq
 from aio_pika.abc import AbstractRobustChannel
@@ -32,12 +31,11 @@ from smsgw_shared.amqp.consumer import DeadLetterHook, Disposition, P, attempt_o
 from smsgw_shared.amqp.outcomes import Outcome, PermanentFailure, Poison
 from smsgw_shared.amqp.packing import MAX_PACK, PACKED, unpack
 from smsgw_shared.amqp.publisher import Publisher
+from smsgw_shared.amqp.subscription import Subscription, delivery_tag
 from smsgw_shared.amqp.topology import DELIVERY_LIMIT
 from smsgw_shared.messages.base import PayloadError
 
 log = logging.getLogger(__name__)
-
-RESUBSCRIBE_S = 2.0
 
 BatchHandler = Callable[[Sequence[P]], Awaitable[Sequence[BaseException | None]]]
 
@@ -54,10 +52,6 @@ def _count(message: aiormq.abc.DeliveredMessage) -> int:
     """Payloads in a message: a pack's count (header), else 1."""
     n = (message.header.properties.headers or {}).get(PACKED, 1)
     return n if isinstance(n, int) and 0 < n <= MAX_PACK else 1
-
-
-def _tag(message: aiormq.abc.DeliveredMessage) -> int:
-    return getattr(message.delivery, "delivery_tag", None) or 0
 
 
 class BatchConsumer(Generic[P]):
@@ -90,7 +84,7 @@ class BatchConsumer(Generic[P]):
         )
         self._acks = self._disposition.acks
         self._channel: AbstractRobustChannel | None = None
-        self._consumer_tag: str | None = None
+        self._subscription = Subscription(amqp, queue, self._on_delivery)
         self._buffer: list[aiormq.abc.DeliveredMessage] = []
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(concurrency)
@@ -99,8 +93,6 @@ class BatchConsumer(Generic[P]):
         self._idle = asyncio.Event()
         self._idle.set()
         self._handling = 0
-        self._stopping = False
-        self._resubscribing: asyncio.Task[None] | None = None
 
     @property
     def in_flight(self) -> int:
@@ -109,72 +101,11 @@ class BatchConsumer(Generic[P]):
 
     async def start(self) -> None:
         self._channel = await self._amqp.channel(confirms=False, prefetch=self._prefetch)
-        self._channel.reopen_callbacks.add(self._on_reopen)
         self._loop_task = asyncio.create_task(self._run(), name=f"batch:{self.queue_name}")
-        await self._subscribe()
-
-    async def _subscribe(self) -> None:
-        assert self._channel is not None
-        raw = await self._channel.get_underlay_channel()
-        raw.on_consumer_cancel_callbacks.add(self._on_cancel)
-        ok = await raw.basic_consume(self.queue_name, self._on_delivery, no_ack=False)
-        self._consumer_tag = ok.consumer_tag
-
-    def _on_cancel(self, frame: Any) -> None:
-        """The broker cancelled our consumer (the queue was deleted, e.g. by an operator):
-        subscribe again until the queue is back."""
-        if frame.consumer_tag != self._consumer_tag or self._stopping:
-            return
-        log.warning("consumer cancelled by the broker", extra={"queue": self.queue_name})
-        self._keep_resubscribing()
-
-    def _keep_resubscribing(self) -> None:
-        if self._resubscribing is None or self._resubscribing.done():
-            self._resubscribing = asyncio.create_task(self._resubscribe())
-
-    async def _resubscribe(self) -> None:
-        while not self._stopping:
-            await asyncio.sleep(RESUBSCRIBE_S)
-            try:
-                # Consuming from a missing queue would close our channel: look first, on a
-                # channel of its own.
-                if not await self._queue_exists():
-                    continue
-                assert self._channel is not None
-                if self._channel.is_closed:
-                    await self._channel.reopen()  # subscribes again in _on_reopen
-                else:
-                    await self._subscribe()
-                log.info("subscribed again", extra={"queue": self.queue_name})
-                return
-            except Exception as exc:
-                log.warning("subscribe failed: %r", exc, extra={"queue": self.queue_name})
-
-    async def _queue_exists(self) -> bool:
-        ch = await self._amqp.channel(confirms=False)
-        try:
-            await ch.declare_queue(self.queue_name, passive=True)
-            return True
-        except Exception:
-            return False
-        finally:
-            if not ch.is_closed:
-                await ch.close()
-
-    async def _on_reopen(self, *_: Any) -> None:
-        # The robust channel restored its QoS; our consumer lives on the raw channel below
-        # it, which is new after a reconnect.
-        try:
-            if not await self._queue_exists():
-                raise LookupError(f"queue {self.queue_name} is gone")
-            await self._subscribe()
-            log.info("re-subscribed after reconnect", extra={"queue": self.queue_name})
-        except Exception as exc:
-            log.warning("re-subscribe failed: %r", exc, extra={"queue": self.queue_name})
-            self._keep_resubscribing()
+        await self._subscription.start(self._channel)
 
     async def _on_delivery(self, message: aiormq.abc.DeliveredMessage) -> None:
-        self._acks.track(message.channel, _tag(message))
+        self._acks.track(message.channel, delivery_tag(message))
         self._buffer.append(message)
         self._idle.clear()
         self._wake.set()
@@ -258,7 +189,7 @@ class BatchConsumer(Generic[P]):
                 verdict[id(raw)] = (raw, attempt, outcome)
         for raw, attempt, outcome in verdict.values():
             if outcome is None:
-                self._acks.done(raw.channel, _tag(raw))
+                self._acks.done(raw.channel, delivery_tag(raw))
             else:
                 await self._disposition.apply(IncomingMessage(raw), attempt, outcome)
 
@@ -269,17 +200,7 @@ class BatchConsumer(Generic[P]):
         """Stop taking messages, finish the ones in hand (up to `timeout`), close. Returns
         how many were still unfinished then (given back: the broker redelivers them)."""
         left = 0
-        self._stopping = True
-        if self._resubscribing is not None:
-            self._resubscribing.cancel()
-        if self._channel is not None:
-            self._channel.reopen_callbacks.discard(self._on_reopen)
-            if self._consumer_tag is not None and not self._channel.is_closed:
-                try:
-                    raw = await self._channel.get_underlay_channel()
-                    await raw.basic_cancel(self._consumer_tag)
-                except Exception as exc:
-                    log.debug("cancel failed: %r", exc)
+        await self._subscription.cancel()
         try:
             await asyncio.wait_for(self._idle.wait(), timeout)
         except TimeoutError:

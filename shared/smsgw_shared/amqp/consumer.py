@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
-from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustChannel
+import aiormq
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustChannel
+from aio_pika.message import IncomingMessage
 
 from smsgw_shared.amqp.acks import Acker, settle
 from smsgw_shared.amqp.connection import AmqpConnection
@@ -35,6 +37,7 @@ from smsgw_shared.amqp.outcomes import (
     RetryLater,
 )
 from smsgw_shared.amqp.publisher import Outgoing, Publisher, PublishError
+from smsgw_shared.amqp.subscription import Subscription, delivery_tag
 from smsgw_shared.amqp.topology import DELIVERY_LIMIT, Topology
 from smsgw_shared.messages.base import Payload, PayloadError
 from smsgw_shared.observability.logging import current_message_id
@@ -155,7 +158,9 @@ def _copy(message: AbstractIncomingMessage, exchange: str, key: str) -> Outgoing
 
 
 class Consumer(Generic[P]):
-    """Consumes one queue into one handler, one task per delivery."""
+    """Consumes one queue into one handler, one task per delivery (aiormq's: the delivery
+    comes straight from the aiormq channel, `subscription.py`; an aio-pika message is made
+    only to settle it some other way than an ack)."""
 
     def __init__(
         self,
@@ -178,8 +183,7 @@ class Consumer(Generic[P]):
         self._max_attempts = max_attempts
         self._max_deliveries = max_deliveries
         self._channel: AbstractRobustChannel | None = None
-        self._queue: AbstractQueue | None = None
-        self._tag: str | None = None
+        self._subscription = Subscription(amqp, queue, self._on_message)
         self._in_flight: set[asyncio.Task[Any]] = set()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -195,17 +199,15 @@ class Consumer(Generic[P]):
     async def start(self) -> None:
         """Open a channel with the prefetch and start consuming."""
         self._channel = await self._amqp.channel(confirms=False, prefetch=self._prefetch)
-        # declare_queue (passive) rather than get_queue: the robust channel only restores
-        # consumers of queues it declared itself after a reconnect.
-        self._queue = await self._channel.declare_queue(self.queue_name, passive=True)
-        self._tag = await self._queue.consume(self._on_message)
+        await self._subscription.start(self._channel)
 
-    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+    async def _on_message(self, message: aiormq.abc.DeliveredMessage) -> None:
+        # Runs in the task aiormq gives each delivery.
         task = asyncio.current_task()
         if task is not None:
             self._in_flight.add(task)
             self._idle.clear()
-        channel, tag = _channel_of(message), message.delivery_tag or 0
+        channel, tag = message.channel, delivery_tag(message)
         self._acks.track(channel, tag)
         try:
             await self._process(message)
@@ -218,22 +220,23 @@ class Consumer(Generic[P]):
                 if not self._in_flight:
                     self._idle.set()
 
-    async def _process(self, message: AbstractIncomingMessage) -> None:
-        headers = message.headers or {}
+    async def _process(self, message: aiormq.abc.DeliveredMessage) -> None:
+        props = message.header.properties
+        headers = props.headers or {}
         attempt = attempt_of(headers)
         info = DeliveryInfo(
             queue=self.queue_name,
             attempt=attempt,
             max_attempts=self._max_attempts,
-            redelivered=bool(message.redelivered),
-            message_id=message.message_id,
-            reply_to=message.reply_to,
-            correlation_id=message.correlation_id,
+            redelivered=bool(getattr(message.delivery, "redelivered", False)),
+            message_id=props.message_id,
+            reply_to=props.reply_to,
+            correlation_id=props.correlation_id,
         )
         try:
             payload = self._payload_type.from_bytes(message.body)
         except PayloadError as exc:
-            await self._disposition.dead_letter(message, f"poison: {exc}")
+            await self._disposition.dead_letter(IncomingMessage(message), f"poison: {exc}")
             return
         # Quorum queues count redeliveries (a handler that crashes, a consumer that dies
         # holding the message). Dead-letter it ourselves one short of the broker's limit, so
@@ -241,7 +244,7 @@ class Consumer(Generic[P]):
         deliveries = deliveries_of(headers)
         if deliveries >= self._max_deliveries:
             await self._disposition.dead_letter(
-                message, f"poison: delivered {deliveries + 1} times"
+                IncomingMessage(message), f"poison: delivered {deliveries + 1} times"
             )
             return
         # Every log line written while handling carries the message id (JSON logs).
@@ -249,29 +252,25 @@ class Consumer(Generic[P]):
         try:
             await self._handler(payload, info)
         except (RetryLater, PermanentFailure, Poison, Requeue) as exc:
-            await self._disposition.apply(message, attempt, exc)
+            await self._disposition.apply(IncomingMessage(message), attempt, exc)
             return
         except asyncio.CancelledError:
-            await self._disposition.nack(message)
+            await self._disposition.nack(IncomingMessage(message))
             raise
         except Exception:
             log.exception("handler crashed; message requeued", extra={"queue": self.queue_name})
             await asyncio.sleep(0.5)  # don't spin on a message that crashes at once
-            await self._disposition.nack(message)
+            await self._disposition.nack(IncomingMessage(message))
             return
         finally:
             current_message_id.reset(token)
-        self._disposition.ack(message)
+        self._acks.done(message.channel, delivery_tag(message))
 
     async def stop(self, timeout: float = 30.0) -> int:
         """Stop taking messages, finish the ones in hand (up to `timeout`), close. Returns
         how many were still unfinished then (given back: the broker redelivers them)."""
         left = 0
-        if self._queue is not None and self._tag is not None:
-            try:
-                await self._queue.cancel(self._tag)
-            except Exception as exc:
-                log.debug("cancel failed: %r", exc)
+        await self._subscription.cancel()
         try:
             await asyncio.wait_for(self._idle.wait(), timeout)
         except TimeoutError:

@@ -11,6 +11,8 @@ import pytest
 from smsgw_shared.amqp import (
     AmqpConnection,
     BatchConsumer,
+    Consumer,
+    DeliveryInfo,
     Outgoing,
     PermanentFailure,
     Publisher,
@@ -172,11 +174,13 @@ async def test_stop_gives_back_what_is_still_in_hand(amqp: AmqpConnection):
     await pub.close()
 
 
+@pytest.mark.parametrize("kind", ["batch", "single"])
 async def test_subscribes_again_when_the_broker_cancels_the_consumer(
-    amqp: AmqpConnection, caplog: pytest.LogCaptureFixture
+    amqp: AmqpConnection, caplog: pytest.LogCaptureFixture, kind: str
 ):
-    """An operator deletes the queue and declares it again: consuming resumes."""
-    caplog.set_level(logging.WARNING, logger="smsgw_shared.amqp.batch")
+    """An operator deletes the queue and declares it again: consuming resumes, for both
+    kinds of consumer (both subscribe on the raw channel, `subscription.py`)."""
+    caplog.set_level(logging.WARNING, logger="smsgw_shared.amqp.subscription")
     t = amqp.topology
     queue, pub = await _setup(amqp)
     done: set[str] = set()
@@ -185,7 +189,14 @@ async def test_subscribes_again_when_the_broker_cancels_the_consumer(
         done.update(j.message_id for j in jobs)
         return [None] * len(jobs)
 
-    consumer = BatchConsumer(amqp, queue, SendJob, handler)
+    async def one(j: SendJob, _info: DeliveryInfo) -> None:
+        done.add(j.message_id)
+
+    consumer: BatchConsumer[SendJob] | Consumer[SendJob] = (
+        BatchConsumer(amqp, queue, SendJob, handler)
+        if kind == "batch"
+        else Consumer(amqp, queue, SendJob, one)
+    )
     await consumer.start()
     await _send(pub, amqp, ["before"])
     await wait_for(lambda: _async_true("before" in done), timeout=10)
