@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from prometheus_client import Counter
+
 from smsgw_shared.amqp import Outgoing, Packer, Publisher, PublishError, Topology
 from smsgw_shared.backoff import Backoff
 from smsgw_shared.config import SmppBindConfig
@@ -122,6 +124,7 @@ class DeliveryHandler:
         self.events = events  # status events go packed through it, when given
         self.topology = topology
         self.metrics = metrics
+        self._m_receipts: dict[str, Counter] = {}  # state → its labelled counter
         self.receipts = 0
         self.inbound = 0
 
@@ -199,7 +202,11 @@ class DeliveryHandler:
         status = await self._publish(self.topology.status_key(event.state), event)
         if status == 0:
             self.receipts += 1
-            self.metrics.receipts.labels(self.cfg.id, event.state).inc()
+            counter = self._m_receipts.get(event.state)
+            if counter is None:
+                counter = self.metrics.receipts.labels(self.cfg.id, event.state)
+                self._m_receipts[event.state] = counter
+            counter.inc()
         return status
 
     async def _incoming(self, pdu: sp.Pdu) -> int:

@@ -70,6 +70,16 @@ _KEY_RE = re.compile(
 )
 
 
+# Appendix B's layout exactly as most SMSCs write it (one space between fields, lower-case
+# keys, every field present, `text:` last): one match instead of a scan for each key.
+_APPENDIX_B = re.compile(
+    r"id:(\S+) sub:(\S*) dlvrd:(\S*) submit date:(\S*) done date:(\S*) stat:(\S*)"
+    r" err:(\S*) text:(.*)",
+    re.S,
+)
+_APPENDIX_B_KEYS = ("id", "sub", "dlvrd", "submit_date", "done_date", "stat", "err", "text")
+
+
 @dataclass(frozen=True, slots=True)
 class Receipt:
     """What a delivery receipt says, before id normalisation."""
@@ -116,6 +126,16 @@ def parse_date(value: str | None) -> datetime | None:
 
 def parse_receipt_text(text: str) -> dict[str, str]:
     """The key/value fields of a text receipt, keys lowercased (`submit date` → `submit_date`)."""
+    exact = _APPENDIX_B.fullmatch(text)
+    if exact is not None:
+        out = dict(zip(_APPENDIX_B_KEYS, exact.groups(), strict=True))
+        out["text"] = out["text"].strip()
+        return out
+    return scan_receipt_text(text)
+
+
+def scan_receipt_text(text: str) -> dict[str, str]:
+    """`parse_receipt_text` for any layout: each key found where it stands."""
     out: dict[str, str] = {}
     matches = list(_KEY_RE.finditer(text))
     for i, m in enumerate(matches):

@@ -18,6 +18,8 @@ import logging
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from prometheus_client import Counter
+
 from smsgw_shared.amqp import (
     DeliveryInfo,
     Outgoing,
@@ -111,6 +113,7 @@ class JobSender:
         self.canceled = canceled
         self.ids = ids or IdMap()
         self.metrics = bind.metrics
+        self._m_jobs: dict[str, Counter] = {}  # outcome → its labelled counter
         self._refs = ConcatRefCounter(8)
         self._sar_refs = ConcatRefCounter(16)
         self._done: OrderedDict[str, StatusEvent] = OrderedDict()
@@ -280,6 +283,9 @@ class JobSender:
             self._done.popitem(last=False)
 
     def _count(self, outcome: str) -> None:
-        self.metrics.jobs.labels(self.bind.id, outcome).inc()
+        counter = self._m_jobs.get(outcome)
+        if counter is None:
+            counter = self._m_jobs[outcome] = self.metrics.jobs.labels(self.bind.id, outcome)
+        counter.inc()
         # Per job, so DEBUG; the line carries the job's message_id (set by `handle`).
         log.debug("job %s", outcome, extra={"bind": self.bind.id})

@@ -6,9 +6,19 @@ import contextlib
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from smsgw_smpp import dlr
 from smsgw_smpp import pdu as sp
-from smsgw_smpp.dlr import is_receipt, parse_date, parse_receipt, parse_receipt_text
+from smsgw_smpp.dlr import (
+    format_receipt_text,
+    is_receipt,
+    parse_date,
+    parse_receipt,
+    parse_receipt_text,
+    scan_receipt_text,
+)
 
 
 def _deliver(text: str = "", esm: int = 0x04, tlvs: dict[int, bytes] | None = None) -> sp.Pdu:
@@ -191,3 +201,36 @@ def test_fields_dict() -> None:
         "submit_date": "2401311259",
         "text": "a:b",
     }
+
+
+# Mostly values that fit the layout (no whitespace), sometimes anything.
+_WORD = st.one_of(
+    st.text(alphabet=st.sampled_from("aZ09:_-DELIVRD"), max_size=8),
+    st.text(alphabet=st.sampled_from("aZ09:_- \t\nDELIVRD"), max_size=12),
+)
+_SEP = st.sampled_from([" "] * 12 + ["  ", "\t", ""])
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    values=st.lists(_WORD, min_size=8, max_size=8),
+    seps=st.lists(_SEP, min_size=8, max_size=8),
+)
+def test_the_appendix_b_shortcut_reads_what_the_scan_reads(
+    values: list[str], seps: list[str]
+) -> None:
+    """Receipts in (and near) Appendix B's exact layout: the one-match shortcut gives the
+    same fields as the key-by-key scan, whichever of them takes the text."""
+    keys = ["id:", "sub:", "dlvrd:", "submit date:", "done date:", "stat:", "err:", "text:"]
+    text = "".join(
+        f"{sep if i else ''}{k}{v}"
+        for i, (k, v, sep) in enumerate(zip(keys, values, seps, strict=True))
+    )
+    assert parse_receipt_text(text) == scan_receipt_text(text)
+
+
+def test_the_common_layout_takes_the_shortcut() -> None:
+    text = format_receipt_text("0a1b", "DELIVRD", text="hello: stat:x")
+    assert dlr._APPENDIX_B.fullmatch(text) is not None
+    assert parse_receipt_text(text) == scan_receipt_text(text)
+    assert parse_receipt_text(text)["text"] == "hello: stat:x"
