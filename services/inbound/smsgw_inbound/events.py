@@ -7,6 +7,7 @@ deliveries in the same transaction. The body is the Standard Webhooks envelope
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from collections.abc import Iterable, Sequence
@@ -29,9 +30,18 @@ ROUTE_STATE = "route.state"
 EVENT_TYPES = (MESSAGE_STATUS, MESSAGE_RECEIVED, ROUTE_STATE)
 
 
+_NAMESPACE_BYTES = _NAMESPACE.bytes
+
+
 def stable_id(*parts: object) -> str:
-    """`evt_<32 hex>` derived from the parts."""
-    return "evt_" + uuid.uuid5(_NAMESPACE, "|".join(str(p) for p in parts)).hex
+    """`evt_<32 hex>` derived from the parts: the hex of `uuid.uuid5(_NAMESPACE, name)`,
+    computed on the digest's bytes (no `UUID` object: twice as fast, the same id)."""
+    name = "|".join([p if isinstance(p, str) else str(p) for p in parts])
+    sha1 = hashlib.sha1(_NAMESPACE_BYTES + name.encode(), usedforsecurity=False)  # uuid5's
+    digest = bytearray(sha1.digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    return "evt_" + digest.hex()
 
 
 def iso(ts: datetime | None) -> str | None:

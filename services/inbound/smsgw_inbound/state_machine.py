@@ -76,7 +76,10 @@ class Message:
         return p
 
     def indexes(self) -> range:
-        return range(1, max([self.parts_count, *self.parts]) + 1)
+        last = self.parts_count
+        if self.parts:
+            last = max(last, *self.parts)
+        return range(1, last + 1)
 
 
 @dataclass(frozen=True)
