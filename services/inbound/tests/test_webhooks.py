@@ -313,6 +313,24 @@ async def test_claim_skips_a_full_urls_backlog(
     assert [c.id for c in got] == dead_ids[:5]
 
 
+async def test_any_due_sees_exactly_what_a_claim_would_take(
+    engine: AsyncEngine, repo: WebhookRepository
+) -> None:
+    """The cheap probe the dispatcher polls with: pending and due only."""
+    hook, _ = await repo.create(url="http://probe.invalid/hook", events=["*"])
+    assert not await repo.any_due()  # nothing at all
+    past = utcnow() - timedelta(minutes=1)
+    await _add_deliveries(engine, hook["url"], [utcnow() + timedelta(hours=1)], hook["id"])
+    await _add_deliveries(engine, hook["url"], [past], hook["id"], status="succeeded")
+    await _add_deliveries(engine, hook["url"], [past], hook["id"], status="dead")
+    assert not await repo.any_due()  # due later, or no longer pending
+    assert await repo.claim(500, {}, 100, 60.0, 3600.0) == []
+    ids = await _add_deliveries(engine, hook["url"], [past], hook["id"])
+    assert await repo.any_due()
+    assert [c.id for c in await repo.claim(500, {}, 100, 60.0, 3600.0)] == ids
+    assert not await repo.any_due()  # leased: due again only when the lease runs out
+
+
 async def test_claim_spreads_across_urls(engine: AsyncEngine, repo: WebhookRepository) -> None:
     """Every URL with due deliveries gets its share (status callbacks: one URL each)."""
     assert await repo.claim(500, {}, 4, 60.0, 3600.0) == []  # nothing pending at all
