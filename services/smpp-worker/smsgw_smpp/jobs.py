@@ -183,13 +183,13 @@ class JobSender:
         )
 
     async def _finish(self, job: SendJob, info: DeliveryInfo, results: list[PartResult]) -> None:
-        ok = [PartRef(index=r.index, provider_id=r.provider_id) for r in results if r.provider_id]
         failed = [r for r in results if r.provider_id is None]
         if not failed:
             event = self._done.get(job.job_id) or self._sent_event(job, results)
             await self._publish(event)
             self._count("sent")
             return
+        ok = [PartRef(index=r.index, provider_id=r.provider_id) for r in results if r.provider_id]
         permanent = [
             r for r in failed if not (r.disconnected or r.transient or is_transient(r.status))
         ]
