@@ -31,7 +31,7 @@ from smsgw_shared.amqp.consumer import DeadLetterHook, Disposition, P, attempt_o
 from smsgw_shared.amqp.outcomes import Outcome, PermanentFailure, Poison
 from smsgw_shared.amqp.packing import MAX_PACK, PACKED, unpack
 from smsgw_shared.amqp.publisher import Publisher
-from smsgw_shared.amqp.subscription import Subscription, delivery_tag
+from smsgw_shared.amqp.subscription import Subscription, close_quietly, delivery_tag
 from smsgw_shared.amqp.topology import DELIVERY_LIMIT
 from smsgw_shared.messages.base import PayloadError
 
@@ -101,8 +101,12 @@ class BatchConsumer(Generic[P]):
 
     async def start(self) -> None:
         self._channel = await self._amqp.channel(confirms=False, prefetch=self._prefetch)
+        try:
+            await self._subscription.start(self._channel)
+        except BaseException:
+            await close_quietly(self._channel)
+            raise
         self._loop_task = asyncio.create_task(self._run(), name=f"batch:{self.queue_name}")
-        await self._subscription.start(self._channel)
 
     async def _on_delivery(self, message: aiormq.abc.DeliveredMessage) -> None:
         self._acks.track(message.channel, delivery_tag(message))

@@ -37,7 +37,7 @@ from smsgw_shared.amqp.outcomes import (
     RetryLater,
 )
 from smsgw_shared.amqp.publisher import Outgoing, Publisher, PublishError
-from smsgw_shared.amqp.subscription import Subscription, delivery_tag
+from smsgw_shared.amqp.subscription import Subscription, close_quietly, delivery_tag
 from smsgw_shared.amqp.topology import DELIVERY_LIMIT, Topology
 from smsgw_shared.messages.base import Payload, PayloadError
 from smsgw_shared.observability.logging import current_message_id
@@ -199,7 +199,11 @@ class Consumer(Generic[P]):
     async def start(self) -> None:
         """Open a channel with the prefetch and start consuming."""
         self._channel = await self._amqp.channel(confirms=False, prefetch=self._prefetch)
-        await self._subscription.start(self._channel)
+        try:
+            await self._subscription.start(self._channel)
+        except BaseException:
+            await close_quietly(self._channel)
+            raise
 
     async def _on_message(self, message: aiormq.abc.DeliveredMessage) -> None:
         # Runs in the task aiormq gives each delivery.

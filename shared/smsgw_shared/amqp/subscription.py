@@ -32,6 +32,17 @@ RESUBSCRIBE_S = 2.0
 OnDelivery = Callable[[aiormq.abc.DeliveredMessage], Coroutine[Any, Any, None]]
 
 
+async def close_quietly(channel: AbstractRobustChannel) -> None:
+    """Close a channel that failed to start consuming (already closed, or the broker gone:
+    nothing to do)."""
+    if channel.is_closed:
+        return
+    try:
+        await channel.close()
+    except Exception as exc:
+        log.debug("closing the channel failed: %r", exc)
+
+
 def delivery_tag(message: aiormq.abc.DeliveredMessage) -> int:
     return getattr(message.delivery, "delivery_tag", None) or 0
 
@@ -50,9 +61,15 @@ class Subscription:
         self._resubscribing: asyncio.Task[None] | None = None
 
     async def start(self, channel: AbstractRobustChannel) -> None:
+        """Subscribe; raises when that fails (the queue is missing, the broker is gone),
+        leaving nothing behind that would subscribe later on its own."""
         self._channel = channel
         channel.reopen_callbacks.add(self._on_reopen)
-        await self._subscribe()
+        try:
+            await self._subscribe()
+        except BaseException:
+            await self.cancel()
+            raise
 
     async def _subscribe(self) -> None:
         assert self._channel is not None

@@ -18,6 +18,7 @@ from smsgw_shared.amqp import (
     Publisher,
     Requeue,
     RetryLater,
+    subscription,
 )
 from smsgw_shared.amqp.consumer import REASON_HEADER
 from smsgw_shared.messages import SendJob
@@ -221,4 +222,37 @@ async def test_subscribes_again_when_the_broker_cancels_the_consumer(
     await _send(pub, amqp, ["after"])
     await wait_for(lambda: _async_true("after" in done), timeout=20)
     await consumer.stop()
+    await pub.close()
+
+
+@pytest.mark.parametrize("kind", ["batch", "single"])
+async def test_a_consumer_that_could_not_start_leaves_nothing_behind(
+    amqp: AmqpConnection, monkeypatch: pytest.MonkeyPatch, kind: str
+):
+    """Starting on a missing queue fails, and that consumer never consumes the queue once
+    it exists (a caller that retries starts a new one: an orphan would steal its jobs)."""
+    monkeypatch.setattr(subscription, "RESUBSCRIBE_S", 0.2)
+    t = amqp.topology
+    queue = t.job_queue("modem:*")
+    taken: list[str] = []
+
+    async def handler(jobs: Sequence[SendJob]) -> list[BaseException | None]:
+        taken.extend(j.message_id for j in jobs)
+        return [None] * len(jobs)
+
+    async def one(j: SendJob, _info: DeliveryInfo) -> None:
+        taken.append(j.message_id)
+
+    consumer: BatchConsumer[SendJob] | Consumer[SendJob] = (
+        BatchConsumer(amqp, queue, SendJob, handler)
+        if kind == "batch"
+        else Consumer(amqp, queue, SendJob, one)
+    )
+    with pytest.raises(Exception):  # noqa: B017 - aiormq's 404 (ChannelNotFoundEntity)
+        await consumer.start()
+    queue, pub = await _setup(amqp)
+    await _send(pub, amqp, ["orphaned?"])
+    await asyncio.sleep(2.0)  # ten re-subscribe periods
+    assert taken == []
+    assert await _ready_count(amqp, queue) == 1
     await pub.close()
