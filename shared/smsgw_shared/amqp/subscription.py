@@ -9,13 +9,15 @@ What aio-pika's robust queue would otherwise do is done here:
 - after a broker drop the robust channel reopens (its QoS restored) on a new aiormq
   channel: `reopen_callbacks` subscribes again there;
 - the broker cancels the consumer when its queue is deleted (an operator, a policy): it
-  subscribes again every `RESUBSCRIBE_S` once the queue is back (looking first, on a channel
-  of its own, since consuming from a missing queue closes the channel).
+  subscribes again every `RESUBSCRIBE_S` once the queue is back (looking first, on a plain
+  aiormq channel of its own, since consuming from a missing queue closes the channel);
+- one consumer per subscription, whichever of those two paths subscribes first.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -33,10 +35,8 @@ OnDelivery = Callable[[aiormq.abc.DeliveredMessage], Coroutine[Any, Any, None]]
 
 
 async def close_quietly(channel: AbstractRobustChannel) -> None:
-    """Close a channel that failed to start consuming (already closed, or the broker gone:
-    nothing to do)."""
-    if channel.is_closed:
-        return
+    """Close a channel that failed to start consuming. Always `close()`: a robust channel the
+    broker closed reopens itself unless told it is closed for good, and leaks then."""
     try:
         await channel.close()
     except Exception as exc:
@@ -59,13 +59,21 @@ class Subscription:
         self._consumer_tag: str | None = None
         self._stopping = False
         self._resubscribing: asyncio.Task[None] | None = None
+        # One subscribe at a time, and none while subscribed on the channel in use: a
+        # reopen and a re-subscribe loop may both try (two consumers would double the
+        # prefetch, and `cancel` would stop only one of them).
+        self._lock = asyncio.Lock()
 
     async def start(self, channel: AbstractRobustChannel) -> None:
-        """Subscribe; raises when that fails (the queue is missing, the broker is gone),
-        leaving nothing behind that would subscribe later on its own."""
+        """Subscribe; raises when that fails (`LookupError` when the queue is missing, or
+        the broker's error), leaving nothing behind that would subscribe later on its own."""
         self._channel = channel
+        self._stopping = False
         channel.reopen_callbacks.add(self._on_reopen)
         try:
+            # Look first: consuming from a missing queue makes the broker close the channel.
+            if not await self._queue_exists():
+                raise LookupError(f"queue {self.queue_name} does not exist")
             await self._subscribe()
         except BaseException:
             await self.cancel()
@@ -73,10 +81,15 @@ class Subscription:
 
     async def _subscribe(self) -> None:
         assert self._channel is not None
-        raw = await self._channel.get_underlay_channel()
-        raw.on_consumer_cancel_callbacks.add(self._on_cancel)
-        ok = await raw.basic_consume(self.queue_name, self._on_delivery, no_ack=False)
-        self._consumer_tag = ok.consumer_tag
+        async with self._lock:
+            raw = await self._channel.get_underlay_channel()
+            if self._consumer_tag is not None and self._consumer_tag in getattr(
+                raw, "consumers", {}
+            ):
+                return  # subscribed on this channel already
+            raw.on_consumer_cancel_callbacks.add(self._on_cancel)
+            ok = await raw.basic_consume(self.queue_name, self._on_delivery, no_ack=False)
+            self._consumer_tag = ok.consumer_tag
 
     def _on_cancel(self, frame: Any) -> None:
         """The broker cancelled our consumer (the queue was deleted, e.g. by an operator):
@@ -91,31 +104,47 @@ class Subscription:
             self._resubscribing = asyncio.create_task(self._resubscribe())
 
     async def _resubscribe(self) -> None:
+        closed_for = 0
         while not self._stopping:
             await asyncio.sleep(RESUBSCRIBE_S)
             try:
-                if not await self._queue_exists():
-                    continue
                 assert self._channel is not None
                 if self._channel.is_closed:
-                    await self._channel.reopen()  # subscribes again in _on_reopen
-                else:
-                    await self._subscribe()
+                    # The robust connection reopens it and `_on_reopen` subscribes. Should
+                    # that not happen (a reopen that failed), ask for it, under the channel's
+                    # own restore lock.
+                    closed_for += 1
+                    if closed_for % 5 == 0:
+                        await self._channel.restore()
+                    continue
+                closed_for = 0
+                if not await self._queue_exists():
+                    continue
+                await self._subscribe()
                 log.info("subscribed again", extra={"queue": self.queue_name})
                 return
             except Exception as exc:
                 log.warning("subscribe failed: %r", exc, extra={"queue": self.queue_name})
 
     async def _queue_exists(self) -> bool:
-        ch = await self._amqp.channel(confirms=False)
+        """Whether the queue is there, asked on a plain aiormq channel of its own: the
+        broker closes a channel whose passive declare finds nothing, and a robust channel
+        would reopen itself then (and stay open, unseen)."""
+        assert self._channel is not None
         try:
-            await ch.declare_queue(self.queue_name, passive=True)
+            raw = await self._channel.get_underlay_channel()
+            probe = await raw.connection.channel(publisher_confirms=False)
+        except Exception:
+            return False
+        try:
+            await probe.queue_declare(self.queue_name, passive=True)
             return True
         except Exception:
             return False
         finally:
-            if not ch.is_closed:
-                await ch.close()
+            if not probe.is_closed:
+                with contextlib.suppress(Exception):
+                    await probe.close()
 
     async def _on_reopen(self, *_: Any) -> None:
         # The robust channel restored its QoS; our consumer lives on the raw channel below
@@ -130,6 +159,10 @@ class Subscription:
         except Exception as exc:
             log.warning("re-subscribe failed: %r", exc, extra={"queue": self.queue_name})
             self._keep_resubscribing()
+            return
+        pending = self._resubscribing
+        if pending is not None and pending is not asyncio.current_task():
+            pending.cancel()
 
     async def cancel(self) -> None:
         """Stop taking deliveries (those in hand stay the caller's to settle)."""

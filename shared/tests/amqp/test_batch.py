@@ -248,11 +248,48 @@ async def test_a_consumer_that_could_not_start_leaves_nothing_behind(
         if kind == "batch"
         else Consumer(amqp, queue, SendJob, one)
     )
-    with pytest.raises(Exception):  # noqa: B017 - aiormq's 404 (ChannelNotFoundEntity)
-        await consumer.start()
+    channels = await _open_channels(amqp)
+    for _ in range(3):  # a caller retrying
+        with pytest.raises(LookupError):
+            await consumer.start()
+    await asyncio.sleep(0.5)  # a robust channel the broker closed would have reopened by now
+    assert await _open_channels(amqp) == channels
     queue, pub = await _setup(amqp)
     await _send(pub, amqp, ["orphaned?"])
     await asyncio.sleep(2.0)  # ten re-subscribe periods
     assert taken == []
     assert await _ready_count(amqp, queue) == 1
+    await pub.close()
+
+
+async def _open_channels(amqp: AmqpConnection) -> int:
+    raw = amqp.connection.transport.connection  # type: ignore[attr-defined]  # aiormq's
+    return sum(1 for ch in raw.channels.values() if ch is not None and not ch.is_closed)
+
+
+@pytest.mark.parametrize("kind", ["batch", "single"])
+async def test_one_consumer_however_many_paths_subscribe(amqp: AmqpConnection, kind: str):
+    """A reopen and a re-subscribe loop may both subscribe: the queue still has one
+    consumer (two would double the prefetch, and a stop would cancel only one)."""
+    queue, pub = await _setup(amqp)
+
+    async def handler(jobs: Sequence[SendJob]) -> list[BaseException | None]:
+        return [None] * len(jobs)
+
+    async def one(_j: SendJob, _info: DeliveryInfo) -> None:
+        return None
+
+    consumer: BatchConsumer[SendJob] | Consumer[SendJob] = (
+        BatchConsumer(amqp, queue, SendJob, handler)
+        if kind == "batch"
+        else Consumer(amqp, queue, SendJob, one)
+    )
+    await consumer.start()
+    sub = consumer._subscription
+    await asyncio.gather(sub._subscribe(), sub._subscribe(), sub._on_reopen())
+    ch = await amqp.channel(confirms=False)
+    q = await ch.declare_queue(queue, passive=True)
+    assert q.declaration_result.consumer_count == 1
+    await ch.close()
+    await consumer.stop()
     await pub.close()
