@@ -218,7 +218,9 @@ class BatchConsumer(Generic[P]):
             *self._running, *([self._loop_task] if self._loop_task else []), return_exceptions=True
         )
         await self._acks.drain()
-        if self._channel is not None and not self._channel.is_closed:
-            await self._channel.close()
+        if self._channel is not None:
+            # Even when closed now (the broker gone): else the robust connection would
+            # reopen it once the broker is back.
+            await close_quietly(self._channel)
         await self._disposition.publisher.close()
         return left
