@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -140,6 +141,14 @@ async def drain(
                 msg = await q.get(no_ack=True, fail=False)
             except (aiormq.exceptions.AMQPError, ConnectionError):
                 msg = None  # queue missing or being re-created: try again on new channels
+            except RuntimeError:
+                # aiormq's "<Connection ...> closed": the broker closed it (`noproc`) before
+                # aio-pika's own flag says so. Start again on a new connection.
+                msg = None
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        await conn.close()
+                conn = None
             if msg is None:
                 await asyncio.sleep(0.05)
                 continue
