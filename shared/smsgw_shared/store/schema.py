@@ -334,7 +334,7 @@ event_log = Table(
     Column("api_key_id", Uuid, nullable=True),
     Column("payload", JSONB, nullable=False),
     _ts("created_at", False, True),
-    Index("ix_event_log_message", "message_id"),
+    # No index on message_id: nothing reads the log by message (migration 0011).
     Index("ix_event_log_created", "created_at"),
 )
 
