@@ -23,7 +23,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic
 
 import aiormq
-from aio_pika.abc import AbstractRobustChannel
 from aio_pika.message import IncomingMessage
 
 from smsgw_shared.amqp.connection import AmqpConnection
@@ -31,7 +30,7 @@ from smsgw_shared.amqp.consumer import DeadLetterHook, Disposition, P, attempt_o
 from smsgw_shared.amqp.outcomes import Outcome, PermanentFailure, Poison
 from smsgw_shared.amqp.packing import MAX_PACK, PACKED, unpack
 from smsgw_shared.amqp.publisher import Publisher
-from smsgw_shared.amqp.subscription import Subscription, close_quietly, delivery_tag
+from smsgw_shared.amqp.subscription import Subscription, delivery_tag
 from smsgw_shared.amqp.topology import DELIVERY_LIMIT
 from smsgw_shared.messages.base import PayloadError
 
@@ -83,7 +82,6 @@ class BatchConsumer(Generic[P]):
             amqp.topology, queue, max_attempts, publisher or Publisher(amqp), on_dead_letter
         )
         self._acks = self._disposition.acks
-        self._channel: AbstractRobustChannel | None = None
         self._subscription = Subscription(amqp, queue, self._on_delivery)
         self._buffer: list[aiormq.abc.DeliveredMessage] = []
         self._wake = asyncio.Event()
@@ -100,12 +98,7 @@ class BatchConsumer(Generic[P]):
         return len(self._buffer) + self._handling
 
     async def start(self) -> None:
-        self._channel = await self._amqp.channel(confirms=False, prefetch=self._prefetch)
-        try:
-            await self._subscription.start(self._channel)
-        except BaseException:
-            await close_quietly(self._channel)
-            raise
+        await self._subscription.start(self._prefetch)
         self._loop_task = asyncio.create_task(self._run(), name=f"batch:{self.queue_name}")
 
     async def _on_delivery(self, message: aiormq.abc.DeliveredMessage) -> None:
@@ -218,9 +211,6 @@ class BatchConsumer(Generic[P]):
             *self._running, *([self._loop_task] if self._loop_task else []), return_exceptions=True
         )
         await self._acks.drain()
-        if self._channel is not None:
-            # Even when closed now (the broker gone): else the robust connection would
-            # reopen it once the broker is back.
-            await close_quietly(self._channel)
+        await self._subscription.close()
         await self._disposition.publisher.close()
         return left

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 import aiormq
-from aio_pika.abc import AbstractIncomingMessage, AbstractRobustChannel
+from aio_pika.abc import AbstractIncomingMessage
 from aio_pika.message import IncomingMessage
 
 from smsgw_shared.amqp.acks import Acker, settle
@@ -37,7 +37,7 @@ from smsgw_shared.amqp.outcomes import (
     RetryLater,
 )
 from smsgw_shared.amqp.publisher import Outgoing, Publisher, PublishError
-from smsgw_shared.amqp.subscription import Subscription, close_quietly, delivery_tag
+from smsgw_shared.amqp.subscription import Subscription, delivery_tag
 from smsgw_shared.amqp.topology import DELIVERY_LIMIT, Topology
 from smsgw_shared.messages.base import Payload, PayloadError
 from smsgw_shared.observability.logging import current_message_id
@@ -182,7 +182,6 @@ class Consumer(Generic[P]):
         self._prefetch = prefetch
         self._max_attempts = max_attempts
         self._max_deliveries = max_deliveries
-        self._channel: AbstractRobustChannel | None = None
         self._subscription = Subscription(amqp, queue, self._on_message)
         self._in_flight: set[asyncio.Task[Any]] = set()
         self._idle = asyncio.Event()
@@ -198,12 +197,7 @@ class Consumer(Generic[P]):
 
     async def start(self) -> None:
         """Open a channel with the prefetch and start consuming."""
-        self._channel = await self._amqp.channel(confirms=False, prefetch=self._prefetch)
-        try:
-            await self._subscription.start(self._channel)
-        except BaseException:
-            await close_quietly(self._channel)
-            raise
+        await self._subscription.start(self._prefetch)
 
     async def _on_message(self, message: aiormq.abc.DeliveredMessage) -> None:
         # Runs in the task aiormq gives each delivery.
@@ -292,9 +286,6 @@ class Consumer(Generic[P]):
             if cancelled:
                 await asyncio.wait(cancelled, timeout=5)
         await self._acks.drain()
-        if self._channel is not None:
-            # Even when closed now (the broker gone): else the robust connection would
-            # reopen it once the broker is back.
-            await close_quietly(self._channel)
+        await self._subscription.close()
         await self._disposition.publisher.close()
         return left

@@ -34,15 +34,6 @@ RESUBSCRIBE_S = 2.0
 OnDelivery = Callable[[aiormq.abc.DeliveredMessage], Coroutine[Any, Any, None]]
 
 
-async def close_quietly(channel: AbstractRobustChannel) -> None:
-    """Close a channel that failed to start consuming. Always `close()`: a robust channel the
-    broker closed reopens itself unless told it is closed for good, and leaks then."""
-    try:
-        await channel.close()
-    except Exception as exc:
-        log.debug("closing the channel failed: %r", exc)
-
-
 def delivery_tag(message: aiormq.abc.DeliveredMessage) -> int:
     return getattr(message.delivery, "delivery_tag", None) or 0
 
@@ -64,10 +55,11 @@ class Subscription:
         # prefetch, and `cancel` would stop only one of them).
         self._lock = asyncio.Lock()
 
-    async def start(self, channel: AbstractRobustChannel) -> None:
-        """Subscribe; raises when that fails (`LookupError` when the queue is missing, or
-        the broker's error), leaving nothing behind that would subscribe later on its own."""
-        self._channel = channel
+    async def start(self, prefetch: int) -> None:
+        """Open a channel with this prefetch and subscribe; raises when that fails
+        (`LookupError` when the queue is missing, or the broker's error), leaving nothing
+        behind: no channel, nothing that would subscribe later on its own."""
+        channel = self._channel = await self._amqp.channel(confirms=False, prefetch=prefetch)
         self._stopping = False
         channel.reopen_callbacks.add(self._on_reopen)
         try:
@@ -77,6 +69,7 @@ class Subscription:
             await self._subscribe()
         except BaseException:
             await self.cancel()
+            await self.close()
             raise
 
     async def _subscribe(self) -> None:
@@ -178,3 +171,14 @@ class Subscription:
                 await raw.basic_cancel(self._consumer_tag)
             except Exception as exc:
                 log.debug("cancel failed: %r", exc)
+
+    async def close(self) -> None:
+        """Close the channel, once the deliveries in hand are settled. Always `close()`, even
+        when it is closed now (the broker gone, or a 404): a robust channel not closed for
+        good reopens itself once the broker is back, and leaks."""
+        if self._channel is None:
+            return
+        try:
+            await self._channel.close()
+        except Exception as exc:
+            log.debug("closing the channel failed: %r", exc)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 
 import pytest
 
@@ -175,6 +175,23 @@ async def test_stop_gives_back_what_is_still_in_hand(amqp: AmqpConnection):
     await pub.close()
 
 
+def _consumer(
+    kind: str, amqp: AmqpConnection, queue: str, taken: list[str]
+) -> BatchConsumer[SendJob] | Consumer[SendJob]:
+    """A consumer of either kind that appends each job's message id to `taken`."""
+
+    async def handler(jobs: Sequence[SendJob]) -> list[BaseException | None]:
+        taken.extend(j.message_id for j in jobs)
+        return [None] * len(jobs)
+
+    async def one(j: SendJob, _info: DeliveryInfo) -> None:
+        taken.append(j.message_id)
+
+    if kind == "batch":
+        return BatchConsumer(amqp, queue, SendJob, handler)
+    return Consumer(amqp, queue, SendJob, one)
+
+
 @pytest.mark.parametrize("kind", ["batch", "single"])
 async def test_subscribes_again_when_the_broker_cancels_the_consumer(
     amqp: AmqpConnection, caplog: pytest.LogCaptureFixture, kind: str
@@ -184,20 +201,8 @@ async def test_subscribes_again_when_the_broker_cancels_the_consumer(
     caplog.set_level(logging.WARNING, logger="smsgw_shared.amqp.subscription")
     t = amqp.topology
     queue, pub = await _setup(amqp)
-    done: set[str] = set()
-
-    async def handler(jobs: Sequence[SendJob]) -> list[BaseException | None]:
-        done.update(j.message_id for j in jobs)
-        return [None] * len(jobs)
-
-    async def one(j: SendJob, _info: DeliveryInfo) -> None:
-        done.add(j.message_id)
-
-    consumer: BatchConsumer[SendJob] | Consumer[SendJob] = (
-        BatchConsumer(amqp, queue, SendJob, handler)
-        if kind == "batch"
-        else Consumer(amqp, queue, SendJob, one)
-    )
+    done: list[str] = []
+    consumer = _consumer(kind, amqp, queue, done)
     await consumer.start()
     await _send(pub, amqp, ["before"])
     await wait_for(lambda: _async_true("before" in done), timeout=10)
@@ -235,31 +240,35 @@ async def test_a_consumer_that_could_not_start_leaves_nothing_behind(
     t = amqp.topology
     queue = t.job_queue("modem:*")
     taken: list[str] = []
-
-    async def handler(jobs: Sequence[SendJob]) -> list[BaseException | None]:
-        taken.extend(j.message_id for j in jobs)
-        return [None] * len(jobs)
-
-    async def one(j: SendJob, _info: DeliveryInfo) -> None:
-        taken.append(j.message_id)
-
-    consumer: BatchConsumer[SendJob] | Consumer[SendJob] = (
-        BatchConsumer(amqp, queue, SendJob, handler)
-        if kind == "batch"
-        else Consumer(amqp, queue, SendJob, one)
-    )
+    consumer = _consumer(kind, amqp, queue, taken)
     channels = await _open_channels(amqp)
     for _ in range(3):  # a caller retrying
         with pytest.raises(LookupError):
             await consumer.start()
-    await asyncio.sleep(0.5)  # a robust channel the broker closed would have reopened by now
+    # Closed for good, nothing left to subscribe later: no reopen hook, no re-subscribe loop.
+    sub = consumer._subscription
+    assert sub._channel is not None and sub._channel.is_closed
+    assert sub._on_reopen not in sub._channel.reopen_callbacks
+    assert sub._resubscribing is None or sub._resubscribing.done()
+    await wait_for(lambda: _async_true_of(_open_channels(amqp), channels), timeout=10)
     assert await _open_channels(amqp) == channels
     queue, pub = await _setup(amqp)
     await _send(pub, amqp, ["orphaned?"])
-    await asyncio.sleep(2.0)  # ten re-subscribe periods
+    await wait_for(lambda: _async_true_of(_ready_count(amqp, queue), 1), timeout=10)
     assert taken == []
     assert await _ready_count(amqp, queue) == 1
+    # A consumer started now gets the job: no orphan competes for it.
+    fresh: list[str] = []
+    again = _consumer(kind, amqp, queue, fresh)
+    await again.start()
+    await wait_for(lambda: _async_true("orphaned?" in fresh), timeout=10)
+    assert taken == []
+    await again.stop()
     await pub.close()
+
+
+async def _async_true_of(value: Awaitable[int], expected: int) -> bool:
+    return await value == expected
 
 
 async def _open_channels(amqp: AmqpConnection) -> int:
@@ -272,18 +281,7 @@ async def test_one_consumer_however_many_paths_subscribe(amqp: AmqpConnection, k
     """A reopen and a re-subscribe loop may both subscribe: the queue still has one
     consumer (two would double the prefetch, and a stop would cancel only one)."""
     queue, pub = await _setup(amqp)
-
-    async def handler(jobs: Sequence[SendJob]) -> list[BaseException | None]:
-        return [None] * len(jobs)
-
-    async def one(_j: SendJob, _info: DeliveryInfo) -> None:
-        return None
-
-    consumer: BatchConsumer[SendJob] | Consumer[SendJob] = (
-        BatchConsumer(amqp, queue, SendJob, handler)
-        if kind == "batch"
-        else Consumer(amqp, queue, SendJob, one)
-    )
+    consumer = _consumer(kind, amqp, queue, [])
     await consumer.start()
     sub = consumer._subscription
     await asyncio.gather(sub._subscribe(), sub._subscribe(), sub._on_reopen())
