@@ -139,6 +139,7 @@ class Projector:
         }
         expand = self.scopes.expand
         async with self.engine.begin() as conn:
+            await self.repo.plan_by_index(conn)
             await self.repo.lock_keys(conn, report_keys | part_keys)
             ids = {uuid.UUID(e.message_id) for e in unique if e.message_id}
             ids |= await self.repo.message_ids_for_keys(conn, expand(report_keys), since)

@@ -114,6 +114,10 @@ ON CONFLICT DO NOTHING
 """
 
 
+# The batch's lookups fetch a few rows for each of some hundred keys: an index's work at
+# any table size. PostgreSQL costs such a lookup on a table of some thousand rows (a young
+# gateway's) as a sequential scan, which reads every row once for each batch.
+INDEX_PLANS = "SET LOCAL enable_seqscan = off"
 LOCK_KEYS = "SELECT pg_advisory_xact_lock(x) FROM unnest($1::bigint[]) AS t(x)"
 MESSAGES_FOR_KEYS = """
 SELECT p.message_id FROM message_parts AS p
@@ -169,6 +173,11 @@ class ProjectionRepository:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+
+    @staticmethod
+    async def plan_by_index(conn: AsyncConnection) -> None:
+        """Plan the rest of this transaction's lookups as index scans (`INDEX_PLANS`)."""
+        await (await driver_of(conn)).execute(INDEX_PLANS)
 
     @staticmethod
     async def lock_keys(conn: AsyncConnection, keys: Iterable[Key]) -> None:
