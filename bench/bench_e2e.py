@@ -235,6 +235,8 @@ class Bench:
         else:
             host, port = "127.0.0.1", str(s.ports["smsc"])
             self.sim_ctl = f"http://127.0.0.1:{s.ports['smsc_control']}"
+        lg = self.args.inbound_linger
+        linger = "" if lg is None else f"batch_linger = {lg}"
         s.config = s.workdir / "smsgw.toml"
         s.config.write_text(f"""
 namespace = "{s.namespace}"
@@ -251,6 +253,7 @@ modem_metrics_port = {s.ports["modem_metrics"]}
 state_dir = "{s.workdir / "state"}"
 [inbound]
 metrics_port = {s.ports["inbound"]}
+{linger}
 [simulators]
 smsc = true
 modems = 0
@@ -451,6 +454,11 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--variant", action="append", choices=["single", "long", "batch"])
     ap.add_argument("--window", type=int, default=64, help="SMPP window of the bind")
+    ap.add_argument(
+        "--inbound-linger",
+        type=float,
+        help="inbound.batch_linger in seconds (default: the configuration's, 0.1)",
+    )
     ap.add_argument("--smsc", help="HOST:PORT of a running SMSC simulator (default: start ours)")
     ap.add_argument("--sim-ctl", help="its control URL (GET /stats with `submits`)")
     ap.add_argument("--profile", help="directory for py-spy profiles (pip install py-spy)")

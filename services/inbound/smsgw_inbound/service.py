@@ -150,6 +150,7 @@ async def run(
                 # Two batches in the store at once, a third one filling.
                 prefetch=3 * cfg.batch_size,
                 concurrency=2,
+                linger=cfg.batch_linger,
                 max_attempts=max_attempts,
             ),
             Consumer(

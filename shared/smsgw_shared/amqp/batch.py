@@ -8,7 +8,9 @@ the handler answers one outcome per payload (None: done, or an `Outcome` such as
 is settled once, by the first of their outcomes that is not None. Finished deliveries are
 acked with coalesced `multiple` acks; anything else goes through the same `Disposition` as
 `Consumer` (retry, dead-letter with the hook, requeue). Up to `concurrency` batches run at
-once, so one batch's store round trips overlap the next one's parsing.
+once, so one batch's store round trips overlap the next one's parsing. With `linger`, a batch
+smaller than `batch_size` waits that long after its oldest delivery came for more (a stop
+takes what is buffered at once).
 
 A handler that raises requeues its whole batch (after a pause): it must deal with transient
 store errors itself (the inbound projection retries in place).
@@ -66,6 +68,7 @@ class BatchConsumer(Generic[P]):
         batch_size: int = 500,
         prefetch: int = 1000,
         concurrency: int = 2,
+        linger: float = 0.0,
         max_attempts: int = 5,
         max_deliveries: int = DELIVERY_LIMIT - 1,
         publisher: Publisher | None = None,
@@ -76,6 +79,7 @@ class BatchConsumer(Generic[P]):
         self._payload_type = payload_type
         self._handler = handler
         self.batch_size = batch_size
+        self.linger = linger
         self._prefetch = prefetch
         self._max_deliveries = max_deliveries
         self._disposition = Disposition(
@@ -84,6 +88,10 @@ class BatchConsumer(Generic[P]):
         self._acks = self._disposition.acks
         self._subscription = Subscription(amqp, queue, self._on_delivery)
         self._buffer: list[aiormq.abc.DeliveredMessage] = []
+        self._arrived: list[float] = []  # loop time each buffered delivery came
+        self._buffered = 0  # payloads in the buffer
+        self._full = asyncio.Event()  # a whole batch is buffered (or stopping)
+        self._stopping = False
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(concurrency)
         self._running: set[asyncio.Task[None]] = set()
@@ -104,6 +112,10 @@ class BatchConsumer(Generic[P]):
     async def _on_delivery(self, message: aiormq.abc.DeliveredMessage) -> None:
         self._acks.track(message.channel, delivery_tag(message))
         self._buffer.append(message)
+        self._arrived.append(asyncio.get_running_loop().time())
+        self._buffered += _count(message)
+        if self._buffered >= self.batch_size:
+            self._full.set()
         self._idle.clear()
         self._wake.set()
 
@@ -114,23 +126,43 @@ class BatchConsumer(Generic[P]):
             while self._buffer:
                 # Take the batch once a slot is free: it grows meanwhile.
                 await self._slots.acquire()
+                await self._gather()
                 batch = self._take()
                 self._handling += len(batch)
                 task = asyncio.create_task(self._process(batch))
                 self._running.add(task)
                 task.add_done_callback(functools.partial(self._finished, len(batch)))
 
+    async def _gather(self) -> None:
+        """Let a batch smaller than `batch_size` grow until `linger` seconds after its
+        oldest delivery came: fewer, bigger batches cost the store and the handler less
+        per payload, for that much more delay."""
+        loop = asyncio.get_running_loop()
+        while self._buffered < self.batch_size and not self._stopping:
+            left = self._arrived[0] + self.linger - loop.time()
+            if left <= 0:
+                return
+            self._full.clear()
+            try:
+                async with asyncio.timeout(left):
+                    await self._full.wait()
+            except TimeoutError:
+                return
+
     def _take(self) -> list[aiormq.abc.DeliveredMessage]:
         """The next batch: messages up to `batch_size` payloads (packs count what they hold;
         a single pack larger than that goes alone)."""
         total = taken = 0
         for message in self._buffer:
-            total += _count(message)
-            if taken and total > self.batch_size:
+            n = _count(message)
+            if taken and total + n > self.batch_size:
                 break
+            total += n
             taken += 1
         batch = self._buffer[:taken]
         del self._buffer[:taken]
+        del self._arrived[:taken]
+        self._buffered -= total
         return batch
 
     def _finished(self, size: int, task: asyncio.Task[None]) -> None:
@@ -197,6 +229,8 @@ class BatchConsumer(Generic[P]):
         """Stop taking messages, finish the ones in hand (up to `timeout`), close. Returns
         how many were still unfinished then (given back: the broker redelivers them)."""
         left = 0
+        self._stopping = True  # what is buffered goes now, without lingering
+        self._full.set()
         await self._subscription.cancel()
         try:
             await asyncio.wait_for(self._idle.wait(), timeout)

@@ -291,3 +291,55 @@ async def test_one_consumer_however_many_paths_subscribe(amqp: AmqpConnection, k
     await ch.close()
     await consumer.stop()
     await pub.close()
+
+
+def _recording(seen: list[list[str]]):
+    async def handler(jobs: Sequence[SendJob]) -> list[BaseException | None]:
+        seen.append([j.message_id for j in jobs])
+        return [None] * len(jobs)
+
+    return handler
+
+
+async def test_a_small_batch_lingers_for_more(amqp: AmqpConnection):
+    """With `linger`, deliveries that trickle in are handled as one batch, not one each."""
+    queue, pub = await _setup(amqp)
+    seen: list[list[str]] = []
+    consumer = BatchConsumer(amqp, queue, SendJob, _recording(seen), batch_size=50, linger=5.0)
+    await consumer.start()
+    for i in range(5):
+        await _send(pub, amqp, [f"m{i}"])
+        await asyncio.sleep(0.05)
+    await wait_for(lambda: _async_true(sum(map(len, seen)) == 5), timeout=15)
+    assert seen == [[f"m{i}" for i in range(5)]]
+    await consumer.stop()
+    assert await _ready_count(amqp, queue) == 0
+    await pub.close()
+
+
+async def test_a_full_batch_does_not_linger(amqp: AmqpConnection):
+    queue, pub = await _setup(amqp)
+    seen: list[list[str]] = []
+    consumer = BatchConsumer(amqp, queue, SendJob, _recording(seen), batch_size=10, linger=60.0)
+    await consumer.start()
+    await _send(pub, amqp, [f"m{i}" for i in range(20)])
+    # Long before the 60 s linger: two full batches.
+    await wait_for(lambda: _async_true(sum(map(len, seen)) == 20), timeout=10)
+    assert [len(b) for b in seen] == [10, 10]
+    await consumer.stop()
+    await pub.close()
+
+
+async def test_stop_does_not_wait_out_the_linger(amqp: AmqpConnection):
+    queue, pub = await _setup(amqp)
+    seen: list[list[str]] = []
+    consumer = BatchConsumer(amqp, queue, SendJob, _recording(seen), batch_size=50, linger=60.0)
+    await consumer.start()
+    await _send(pub, amqp, ["lonely"])
+    await wait_for(lambda: _async_true(consumer.in_flight == 1), timeout=10)
+    assert seen == []  # lingering
+    left = await asyncio.wait_for(consumer.stop(timeout=10), timeout=15)
+    assert left == 0
+    assert seen == [["lonely"]]  # handled at stop, not given back
+    assert await _ready_count(amqp, queue) == 0
+    await pub.close()
