@@ -174,6 +174,10 @@ class ApiConfig(_Section):
     key_cache_ttl: float = Field(5.0, gt=0, le=300)
     rpc_timeout: float = Field(30.0, gt=0)
     outbox_interval: float = Field(1.0, gt=0)
+    # Job batches awaiting their confirms at once, per API process: 1 costs the broker and
+    # the API least per job (the whole loop is fastest); more publish more jobs a second
+    # from an API with cores to spare (docs/performance.md).
+    job_publishers: int = Field(1, ge=1, le=16)
     scheduler_interval: float = Field(1.0, gt=0)
     cors_origins: list[str] = Field(default_factory=list)
 

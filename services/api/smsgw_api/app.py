@@ -110,7 +110,7 @@ def create_app(settings: Settings) -> FastAPI:
         messages = MessageRepository(engine)
         keys = KeyRepository(engine)
         committer = GroupCommitter(messages)
-        dispatcher = JobDispatcher(messages, publisher)
+        dispatcher = JobDispatcher(messages, publisher, publishers=settings.api.job_publishers)
         relay = OutboxRelay(messages, publisher, settings.api.outbox_interval)
         scheduler = Scheduler(messages, topo, settings.api.scheduler_interval)
         amqp_rpc = AmqpRpc(amqp)

@@ -110,8 +110,10 @@ class GroupCommitter:
 class JobDispatcher:
     """Publishes committed jobs with confirms and clears them from the outbox.
 
-    Jobs go out in batches (one write, confirms awaited together) from a few publishers
-    at once, so one batch's confirms and outbox delete overlap the next batch's write.
+    Jobs go out in batches (one write, confirms awaited together). One publisher by
+    default: while its batch waits for confirms and the outbox delete, the next one grows,
+    and fewer, bigger batches cost the broker and this process less per job than several
+    publishers' smaller ones (`publishers` below).
     The backlog is bounded: `reserve` makes a request wait (up to `wait` seconds) while
     `limit` jobs are already queued or in flight, so under sustained load requests are
     accepted as fast as jobs are published, not faster; what is accepted while the broker
@@ -125,7 +127,11 @@ class JobDispatcher:
         repo: MessageRepository,
         publisher: Publisher,
         chunk: int = 1000,
-        publishers: int = 4,  # bench_api: 2 → 4 is 19.2-21.1k → 20.3-21.7k recipients/s
+        # bench_e2e, alternated pairs: single sends 4 → 1 publisher: RabbitMQ 150 → 114-124 µs
+        # and the API 248-252 → 216-236 µs a message, full loop +7.5%; 2 → 1 +2-6%; batches
+        # of 1,000 recipients accepted 12.7-13.8k/s with 4, 15.5-17.9k with 2, 20.6k with 1.
+        # (bench_api, the API alone, once measured 4 a little ahead of 2 for batches.)
+        publishers: int = 1,
         limit: int = 10_000,
         wait: float = 2.0,
     ) -> None:
