@@ -147,6 +147,7 @@ class Projector:
             seen = await self.repo.seen(conn, [e.event_id for e in unique], msgs)
             parts = await self.repo.load_parts(conn, msgs)
             pending = await self.repo.pending_for(conn, expand(part_keys), since)
+            await self.repo.plan_as_usual(conn)  # the lookups are done
             work = self._work(now, msgs, parts, pending, key)
             for ev in unique:
                 if ev.event_id in seen:

@@ -305,7 +305,7 @@ async def test_a_small_batch_lingers_for_more(amqp: AmqpConnection):
     """With `linger`, deliveries that trickle in are handled as one batch, not one each."""
     queue, pub = await _setup(amqp)
     seen: list[list[str]] = []
-    consumer = BatchConsumer(amqp, queue, SendJob, _recording(seen), batch_size=50, linger=5.0)
+    consumer = BatchConsumer(amqp, queue, SendJob, _recording(seen), batch_size=50, linger=1.0)
     await consumer.start()
     for i in range(5):
         await _send(pub, amqp, [f"m{i}"])
