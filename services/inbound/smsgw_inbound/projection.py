@@ -139,15 +139,14 @@ class Projector:
         }
         expand = self.scopes.expand
         async with self.engine.begin() as conn:
-            await self.repo.plan_by_index(conn)
-            await self.repo.lock_keys(conn, report_keys | part_keys)
-            ids = {uuid.UUID(e.message_id) for e in unique if e.message_id}
-            ids |= await self.repo.message_ids_for_keys(conn, expand(report_keys), since)
-            msgs = await self.repo.lock_messages(conn, ids)
-            seen = await self.repo.seen(conn, [e.event_id for e in unique], msgs)
-            parts = await self.repo.load_parts(conn, msgs)
-            pending = await self.repo.pending_for(conn, expand(part_keys), since)
-            await self.repo.plan_as_usual(conn)  # the lookups are done
+            async with self.repo.index_plans(conn):  # the lookups
+                await self.repo.lock_keys(conn, report_keys | part_keys)
+                ids = {uuid.UUID(e.message_id) for e in unique if e.message_id}
+                ids |= await self.repo.message_ids_for_keys(conn, expand(report_keys), since)
+                msgs = await self.repo.lock_messages(conn, ids)
+                seen = await self.repo.seen(conn, [e.event_id for e in unique], msgs)
+                parts = await self.repo.load_parts(conn, msgs)
+                pending = await self.repo.pending_for(conn, expand(part_keys), since)
             work = self._work(now, msgs, parts, pending, key)
             for ev in unique:
                 if ev.event_id in seen:

@@ -3,8 +3,8 @@
 PostgreSQL 15 costs a lookup of some hundred keys on a table of a few thousand rows as a
 sequential scan (seen up to 30k rows), and then reads every row of it once per batch
 (measured: the lookups of batches of 120 events over 20k messages took PostgreSQL 90 µs an
-event instead of 66). `ProjectionRepository.plan_by_index` turns sequential scans off for
-the projection's lookups, `plan_as_usual` back on for its writes and webhook lookups."""
+event instead of 66). `ProjectionRepository.index_plans` turns sequential scans off for
+the projection's lookups and back on for its writes and webhook lookups."""
 
 from __future__ import annotations
 
@@ -80,8 +80,7 @@ async def _plans(conn: AsyncConnection, ids: list[uuid.UUID], keys: list[str]) -
 
 async def test_lookups_use_the_indexes_of_small_tables(engine: AsyncEngine):
     ids, keys = await _fill(engine)
-    async with engine.begin() as conn:
-        await ProjectionRepository.plan_by_index(conn)
+    async with engine.begin() as conn, ProjectionRepository.index_plans(conn):
         plans = await _plans(conn, ids, keys)
     assert "Seq Scan" not in plans, plans
     assert "message_parts" in plans and "message_events" in plans

@@ -9,7 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -179,15 +180,14 @@ class ProjectionRepository:
         self.engine = engine
 
     @staticmethod
-    async def plan_by_index(conn: AsyncConnection) -> None:
-        """Plan this transaction's lookups as index scans (`INDEX_PLANS`) until
-        `plan_as_usual`."""
-        await (await driver_of(conn)).execute(INDEX_PLANS)
-
-    @staticmethod
-    async def plan_as_usual(conn: AsyncConnection) -> None:
-        """Let the rest of the transaction scan tables again (see `INDEX_PLANS`)."""
-        await (await driver_of(conn)).execute(USUAL_PLANS)
+    @asynccontextmanager
+    async def index_plans(conn: AsyncConnection) -> AsyncIterator[None]:
+        """Within: this transaction's statements planned as index scans (`INDEX_PLANS`);
+        after: as usual again (an error ends the transaction, and the settings with it)."""
+        pg = await driver_of(conn)
+        await pg.execute(INDEX_PLANS)
+        yield
+        await pg.execute(USUAL_PLANS)
 
     @staticmethod
     async def lock_keys(conn: AsyncConnection, keys: Iterable[Key]) -> None:
