@@ -293,20 +293,25 @@ async def test_one_consumer_however_many_paths_subscribe(amqp: AmqpConnection, k
     await pub.close()
 
 
-def _recording(seen: list[list[str]]):
+async def _lingering(
+    amqp: AmqpConnection, batch_size: int, linger: float
+) -> tuple[str, Publisher, BatchConsumer[SendJob], list[list[str]]]:
+    """A started consumer with `linger` that records each batch's message ids."""
+    queue, pub = await _setup(amqp)
+    seen: list[list[str]] = []
+
     async def handler(jobs: Sequence[SendJob]) -> list[BaseException | None]:
         seen.append([j.message_id for j in jobs])
         return [None] * len(jobs)
 
-    return handler
+    consumer = BatchConsumer(amqp, queue, SendJob, handler, batch_size=batch_size, linger=linger)
+    await consumer.start()
+    return queue, pub, consumer, seen
 
 
 async def test_a_small_batch_lingers_for_more(amqp: AmqpConnection):
     """With `linger`, deliveries that trickle in are handled as one batch, not one each."""
-    queue, pub = await _setup(amqp)
-    seen: list[list[str]] = []
-    consumer = BatchConsumer(amqp, queue, SendJob, _recording(seen), batch_size=50, linger=1.0)
-    await consumer.start()
+    queue, pub, consumer, seen = await _lingering(amqp, batch_size=50, linger=1.0)
     for i in range(5):
         await _send(pub, amqp, [f"m{i}"])
         await asyncio.sleep(0.05)
@@ -318,10 +323,7 @@ async def test_a_small_batch_lingers_for_more(amqp: AmqpConnection):
 
 
 async def test_a_full_batch_does_not_linger(amqp: AmqpConnection):
-    queue, pub = await _setup(amqp)
-    seen: list[list[str]] = []
-    consumer = BatchConsumer(amqp, queue, SendJob, _recording(seen), batch_size=10, linger=60.0)
-    await consumer.start()
+    _queue, pub, consumer, seen = await _lingering(amqp, batch_size=10, linger=60.0)
     await _send(pub, amqp, [f"m{i}" for i in range(20)])
     # Long before the 60 s linger: two full batches.
     await wait_for(lambda: _async_true(sum(map(len, seen)) == 20), timeout=10)
@@ -331,10 +333,7 @@ async def test_a_full_batch_does_not_linger(amqp: AmqpConnection):
 
 
 async def test_stop_does_not_wait_out_the_linger(amqp: AmqpConnection):
-    queue, pub = await _setup(amqp)
-    seen: list[list[str]] = []
-    consumer = BatchConsumer(amqp, queue, SendJob, _recording(seen), batch_size=50, linger=60.0)
-    await consumer.start()
+    queue, pub, consumer, seen = await _lingering(amqp, batch_size=50, linger=60.0)
     await _send(pub, amqp, ["lonely"])
     await wait_for(lambda: _async_true(consumer.in_flight == 1), timeout=10)
     assert seen == []  # lingering
