@@ -128,6 +128,11 @@ class BatchConsumer(Generic[P]):
                 await self._slots.acquire()
                 await self._gather()
                 batch = self._take()
+                if not batch:  # only deliveries of a closed channel were buffered
+                    self._slots.release()
+                    if not self._handling:
+                        self._idle.set()
+                    continue
                 self._handling += len(batch)
                 task = asyncio.create_task(self._process(batch))
                 self._running.add(task)
@@ -149,9 +154,28 @@ class BatchConsumer(Generic[P]):
             except TimeoutError:
                 return
 
+    def _drop_stale(self) -> None:
+        """Forget buffered deliveries of a channel that has closed (a broker drop, or the
+        broker closing the channel): the broker has them back and redelivers them on the
+        new channel, so handling them too would apply each twice, with the old copy's ack
+        failing. A linger widens the window in which they wait here."""
+        keep = [i for i, m in enumerate(self._buffer) if not m.channel.is_closed]
+        dropped = len(self._buffer) - len(keep)
+        if not dropped:
+            return
+        self._buffer = [self._buffer[i] for i in keep]
+        self._arrived = [self._arrived[i] for i in keep]
+        self._buffered = sum(map(_count, self._buffer))
+        log.info(
+            "dropped %d buffered deliveries of a closed channel (redelivered)",
+            dropped,
+            extra={"queue": self.queue_name},
+        )
+
     def _take(self) -> list[aiormq.abc.DeliveredMessage]:
         """The next batch: messages up to `batch_size` payloads (packs count what they hold;
         a single pack larger than that goes alone)."""
+        self._drop_stale()
         total = taken = 0
         for message in self._buffer:
             n = _count(message)

@@ -342,3 +342,34 @@ async def test_stop_does_not_wait_out_the_linger(amqp: AmqpConnection):
     assert seen == [["lonely"]]  # handled at stop, not given back
     assert await _ready_count(amqp, queue) == 0
     await pub.close()
+
+
+async def test_a_broker_drop_drops_what_lingers_instead_of_handling_it_twice(
+    amqp: AmqpConnection,
+):
+    """Deliveries buffered when the broker drops the connection are the broker's again (it
+    redelivers them on the new channel): they are dropped, so each is handled once, not
+    once stale (its ack failing) and once redelivered."""
+    t = amqp.topology
+    queue, pub = await _setup(amqp)
+    seen: list[list[str]] = []
+
+    async def handler(jobs: Sequence[SendJob]) -> list[BaseException | None]:
+        seen.append([j.message_id for j in jobs])
+        return [None] * len(jobs)
+
+    worker = AmqpConnection(amqp.url, t, name="lingering-under-test")
+    await worker.connect()
+    consumer = BatchConsumer(worker, queue, SendJob, handler, batch_size=50, linger=3.0)
+    await consumer.start()
+    await _send(pub, amqp, ["a", "b"])
+    await wait_for(lambda: _async_true(consumer.in_flight == 2), timeout=10)
+    assert seen == []  # lingering when the drop comes
+    await asyncio.to_thread(_close_all_connections)
+    await wait_for(lambda: _async_true(sum(map(len, seen)) >= 2), timeout=30)
+    await asyncio.sleep(4)  # a stale copy would have come by now, once its linger ran out
+    assert sorted(i for batch in seen for i in batch) == ["a", "b"]
+    await consumer.stop()
+    await worker.close()
+    assert await _ready_count(amqp, queue) == 0
+    await pub.close()
