@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import collections
+import re
+import subprocess
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
 
+from smsgw_api.services import ingest
+from smsgw_api.services.pipeline import HANDED_TO_RELAY
 from smsgw_shared.amqp import Outgoing
 from smsgw_shared.messages import CancelNotice, SendJob
 from smsgw_shared.testing import free_port
@@ -297,3 +304,65 @@ async def test_cancel_a_queued_message_tells_the_workers(api, admin_headers, amq
         assert again.status_code == 409 and again.json()["code"] == "not_cancelable"
     finally:
         await ch.close()
+
+
+async def _rabbitmqctl(*args: str) -> str:
+    done = await asyncio.to_thread(
+        subprocess.run, ["rabbitmqctl", *args], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, f"rabbitmqctl {' '.join(args)}: {done.stderr}"
+    return done.stdout.strip()
+
+
+@asynccontextmanager
+async def memory_alarm() -> AsyncIterator[None]:
+    """RabbitMQ's memory alarm, a real broker stall: it stops reading from connections that
+    publish, so their publishes wait unconfirmed until it clears. The watermark is put back
+    whatever happens."""
+    before = await _rabbitmqctl("eval", "vm_memory_monitor:get_vm_memory_high_watermark().")
+    absolute = re.fullmatch(r"\{absolute,(\d+)\}", before)
+    restore = ["absolute", absolute.group(1)] if absolute else [before]
+    await _rabbitmqctl("set_vm_memory_high_watermark", "absolute", "10")
+    try:
+        yield
+    finally:
+        await _rabbitmqctl("set_vm_memory_high_watermark", *restore)
+
+
+async def test_jobs_queued_past_their_time_go_to_the_relay_not_out_twice(
+    api_settings, amqp, monkeypatch
+):
+    """With the broker stalled, jobs queued behind a stalled publish until the relay may
+    take them are left to the relay: published by the API as well, each would go out twice
+    (the stalled publishes reach the broker when it recovers)."""
+    monkeypatch.setattr(ingest, "HOT_PATH_GRACE_S", 4)  # the relay's 4 s after the commit
+    headers = {"Authorization": f"Bearer {api_settings.bootstrap_api_key}"}
+    async with running_app(api_settings) as (app, client):
+        dispatcher = app.state.smsgw.ingestor.dispatcher
+        dispatcher.publish_timeout, dispatcher.max_queued = 2.5, 1.0
+        handed = HANDED_TO_RELAY._value.get()
+        ids: list[str] = []
+        async with memory_alarm():
+            for i, to in enumerate(["+79210001234", "+79210001235", "+79210001236"]):
+                r = await client.post(
+                    "/v1/messages", json={"to": to, "text": "stall"}, headers=headers
+                )
+                assert r.status_code == 202, r.text
+                ids.append(r.json()["messages"][0]["id"])
+                if i == 0:  # the first job's publish is under way (and stalls)
+                    await asyncio.sleep(0.3)
+            # The first publish times out at 2.5 s; the two behind it queued for longer
+            # than 1 s, and their rows are the relay's from 4 s: the stall lasts past that.
+            await asyncio.sleep(5)
+        got = await drain(amqp, amqp.topology.job_queue("modem:*"), 3, timeout=20)
+        await asyncio.sleep(3)  # any second copy is published by now
+        got += await drain(amqp, amqp.topology.job_queue("modem:*"), 10, timeout=1)
+        sent = collections.Counter(SendJob.from_bytes(b).message_id for b in got)
+        async with app.state.smsgw.engine.connect() as conn:
+            left = (await conn.execute(text("SELECT count(*) FROM outbox"))).scalar_one()
+    assert set(sent) == set(ids) and left == 0
+    # The first job's timed-out publish reached the broker after the stall, and the relay
+    # sent it again: at least once, the worker skips a job id it has done. The two left to
+    # the relay went out once each.
+    assert sent[ids[1]] == sent[ids[2]] == 1, sent
+    assert HANDED_TO_RELAY._value.get() - handed == 2

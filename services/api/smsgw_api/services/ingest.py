@@ -19,7 +19,12 @@ from prometheus_client import Counter
 from smsgw_api.auth import RateLimiter
 from smsgw_api.deps import rate_problem
 from smsgw_api.problems import Problem
-from smsgw_api.services.pipeline import HOT_PATH_GRACE_S, GroupCommitter, JobDispatcher
+from smsgw_api.services.pipeline import (
+    HANDED_TO_RELAY,
+    HOT_PATH_GRACE_S,
+    GroupCommitter,
+    JobDispatcher,
+)
 from smsgw_shared.amqp import Outgoing, Topology
 from smsgw_shared.config import Settings
 from smsgw_shared.ids import uuid7_strings
@@ -41,10 +46,6 @@ from smsgw_shared.urlguard import UrlRefused, check_url
 
 ACCEPTED = Counter("smsgw_api_messages_accepted_total", "Messages accepted", ["route", "status"])
 REJECTED = Counter("smsgw_api_recipients_rejected_total", "Recipients refused", ["reason"])
-HANDED_TO_RELAY = Counter(
-    "smsgw_api_jobs_handed_to_relay_total",
-    "Jobs accepted while the publisher had no room (broker stalled), left to the outbox relay",
-)
 
 log = logging.getLogger(__name__)
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
+from prometheus_client import Counter
 
 from smsgw_api.services.jobs import stored_job
 from smsgw_shared.amqp import Outgoing, Publisher, PublishError
@@ -26,6 +27,18 @@ log = logging.getLogger(__name__)
 
 # How long the hot path has to publish a job before the relay considers it its own.
 HOT_PATH_GRACE_S = 30
+# How long one publish of a batch may wait for its confirms.
+PUBLISH_TIMEOUT_S = 15.0
+# A job still waiting in the dispatcher's queue this long after its commit is left to the
+# relay: published now it could still be unconfirmed when its grace runs out, and the relay
+# would send a second copy (one publisher works through a full backlog batch by batch).
+MAX_QUEUED_S = HOT_PATH_GRACE_S - PUBLISH_TIMEOUT_S - 5
+
+HANDED_TO_RELAY = Counter(
+    "smsgw_api_jobs_handed_to_relay_total",
+    "Jobs the API left to the outbox relay: accepted while its publisher had no room, or "
+    "queued too long to be published in time (broker stalled)",
+)
 
 
 @dataclass
@@ -140,7 +153,10 @@ class JobDispatcher:
         self.chunk = chunk
         self.limit = limit
         self.wait = wait
-        self._queue: asyncio.Queue[tuple[int, Outgoing]] = asyncio.Queue()
+        self.max_queued = MAX_QUEUED_S
+        self.publish_timeout = PUBLISH_TIMEOUT_S
+        # (outbox id, job, loop time it was queued)
+        self._queue: asyncio.Queue[tuple[int, Outgoing, float]] = asyncio.Queue()
         self._backlog = 0  # reserved: queued, in flight, or about to be committed
         self._room = asyncio.Event()
         self._room.set()
@@ -177,16 +193,23 @@ class JobDispatcher:
 
     def enqueue(self, items: Sequence[tuple[int, Outgoing]]) -> None:
         """Publish these committed jobs (their room reserved by `reserve`)."""
-        for it in items:
-            self._queue.put_nowait(it)
+        now = asyncio.get_running_loop().time()
+        for oid, job in items:
+            self._queue.put_nowait((oid, job, now))
 
     async def _loop(self, conn: DirectConnection) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             batch = [await self._queue.get()]
             while len(batch) < self.chunk and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                await self._publish(conn, batch)
+                oldest = loop.time() - self.max_queued
+                fresh = [(oid, job) for oid, job, at in batch if at >= oldest]
+                if fresh:
+                    await self._publish(conn, fresh)
+                if len(fresh) < len(batch):
+                    await self._leave_to_relay([oid for oid, _, at in batch if at < oldest])
             except Exception:
                 # The jobs are in the outbox: the relay publishes them later.
                 log.exception("dispatch failed; the outbox relay will retry")
@@ -197,7 +220,7 @@ class JobDispatcher:
 
     async def _publish(self, conn: DirectConnection, batch: list[tuple[int, Outgoing]]) -> None:
         try:
-            async with asyncio.timeout(15):
+            async with asyncio.timeout(self.publish_timeout):
                 errors = await self.publisher.publish_many([o for _, o in batch])
         except TimeoutError:
             errors = [PublishError("publish timed out")] * len(batch)
@@ -208,6 +231,15 @@ class JobDispatcher:
             first = next(e for e in errors if e is not None)
             log.warning("publish failed for %d job(s): %s", len(failed), first)
             await self.repo.release_outbox(failed, str(first))
+
+    async def _leave_to_relay(self, ids: list[int]) -> None:
+        """Jobs queued too long (the publishes ahead of them stalled): not published here,
+        where they could race the relay for them, but made due for it now."""
+        log.warning(
+            "%d job(s) queued over %.0fs left to the outbox relay", len(ids), self.max_queued
+        )
+        HANDED_TO_RELAY.inc(len(ids))
+        await self.repo.release_outbox(ids, f"queued over {self.max_queued:.0f}s in the API")
 
     @property
     def backlog(self) -> int:
