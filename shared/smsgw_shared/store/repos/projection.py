@@ -120,9 +120,10 @@ ON CONFLICT DO NOTHING
 # gateway's) as a sequential scan, which reads every row once for each batch. Only for the
 # lookups: a statement with no index to use keeps its scan, costed 10^10 more while scans
 # are off, and a statement without parameters keeps that plan (JIT-compiled for the cost,
-# ~90 ms a run) on the connection after the transaction: JIT off too, scans back on after.
+# ~90 ms a run) on the connection after the transaction: JIT off too, scans back on after
+# (to what the session had: an operator may have set them off for a role or database).
 INDEX_PLANS = "SET LOCAL enable_seqscan = off; SET LOCAL jit = off"
-USUAL_PLANS = "SET LOCAL enable_seqscan = on"
+USUAL_PLANS = "SET LOCAL enable_seqscan TO DEFAULT"  # the session's own (role, database)
 LOCK_KEYS = "SELECT pg_advisory_xact_lock(x) FROM unnest($1::bigint[]) AS t(x)"
 MESSAGES_FOR_KEYS = """
 SELECT p.message_id FROM message_parts AS p
