@@ -22,8 +22,9 @@ accepted/s (HTTP), at-SMSC msgs/s (the simulator's submit_sm count), full-loop m
 request sent → last message `delivered` in the store), API latency percentiles, CPU µs per
 message for each service, the simulator, the load generator, PostgreSQL and RabbitMQ (every
 process of theirs on the machine: keep the machine otherwise quiet), and each service's
-peak RSS, and the store's transactions and row writes per message (in all and per
-table). The database and namespace are removed at the end.
+peak RSS, the store's transactions and row writes per message (in all and per
+table), and the host's speed before and after (`host_ms`: CPU milliseconds of
+`sum(range(10**6))`, larger is slower). The database and namespace are removed at the end.
 """
 
 from __future__ import annotations
@@ -150,6 +151,18 @@ class HttpConn:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+def host_ms() -> float:
+    """This host's speed just now: the median CPU milliseconds of `sum(range(10**6))` over
+    five runs (12.5-22 ms across sessions on these shared machines). Figures of runs whose
+    hosts differ this much are not comparable; ratios within one run are."""
+    times = []
+    for _ in range(5):
+        t = time.process_time()
+        sum(range(10**6))
+        times.append(time.process_time() - t)
+    return round(sorted(times)[2] * 1000, 1)
 
 
 def _pct(xs: list[float], p: float) -> float:
@@ -316,6 +329,7 @@ default = "smpp:b1"
         d0 = await self.db_counts(db)
         t0_tables = await self.table_counts(db)
         spies = self.profile(variant) if n > self.args.warmup else []
+        speed = host_ms()
         c0 = cpu.snap()
         t0 = time.perf_counter()
         send = asyncio.create_task(blast(self.stack.api_url, self.stack.api_key, work, conc))
@@ -359,6 +373,7 @@ default = "smpp:b1"
             },
             "cpu_us_per_msg": per_msg,
             "machine_cpu_us_per_msg": round((c1["machine"] - c0["machine"]) / n * 1e6),
+            "host_ms": {"before": speed, "after": host_ms()},
             # per message, this database (the bench's own polling included)
             "db_per_msg": _per_msg(d0, d1, n),
             "db_tables_per_msg": {
