@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
+import httpx
 from sqlalchemy import text
 
 from smsgw_api.services import ingest
@@ -329,6 +330,25 @@ async def memory_alarm() -> AsyncIterator[None]:
         await _rabbitmqctl("set_vm_memory_high_watermark", *restore)
 
 
+async def _send_behind_a_stalled_publish(
+    client: httpx.AsyncClient, key: str, numbers: list[str]
+) -> list[str]:
+    """One send each, the first given 0.3 s to start its (stalling) publish before the rest
+    queue behind it; their message ids."""
+    ids: list[str] = []
+    for i, to in enumerate(numbers):
+        r = await client.post(
+            "/v1/messages",
+            json={"to": to, "text": "stall"},
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        assert r.status_code == 202, r.text
+        ids.append(r.json()["messages"][0]["id"])
+        if i == 0:
+            await asyncio.sleep(0.3)
+    return ids
+
+
 async def test_jobs_queued_past_their_time_go_to_the_relay_not_out_twice(
     api_settings, amqp, monkeypatch
 ):
@@ -336,21 +356,15 @@ async def test_jobs_queued_past_their_time_go_to_the_relay_not_out_twice(
     take them are left to the relay: published by the API as well, each would go out twice
     (the stalled publishes reach the broker when it recovers)."""
     monkeypatch.setattr(ingest, "HOT_PATH_GRACE_S", 4)  # the relay's 4 s after the commit
-    headers = {"Authorization": f"Bearer {api_settings.bootstrap_api_key}"}
+    key = api_settings.bootstrap_api_key
     async with running_app(api_settings) as (app, client):
         dispatcher = app.state.smsgw.ingestor.dispatcher
         dispatcher.publish_timeout, dispatcher.max_queued = 2.5, 1.0
         handed = HANDED_TO_RELAY._value.get()
-        ids: list[str] = []
         async with memory_alarm():
-            for i, to in enumerate(["+79210001234", "+79210001235", "+79210001236"]):
-                r = await client.post(
-                    "/v1/messages", json={"to": to, "text": "stall"}, headers=headers
-                )
-                assert r.status_code == 202, r.text
-                ids.append(r.json()["messages"][0]["id"])
-                if i == 0:  # the first job's publish is under way (and stalls)
-                    await asyncio.sleep(0.3)
+            ids = await _send_behind_a_stalled_publish(
+                client, key, ["+79210001234", "+79210001235", "+79210001236"]
+            )
             # The first publish times out at 2.5 s; the two behind it queued for longer
             # than 1 s, and their rows are the relay's from 4 s: the stall lasts past that.
             await asyncio.sleep(5)
@@ -366,3 +380,32 @@ async def test_jobs_queued_past_their_time_go_to_the_relay_not_out_twice(
     # the relay went out once each.
     assert sent[ids[1]] == sent[ids[2]] == 1, sent
     assert HANDED_TO_RELAY._value.get() - handed == 2
+
+
+async def test_jobs_never_taken_for_publishing_at_stop_are_the_relays_at_once(api_settings, amqp):
+    """Stopped while the broker stalls, the API makes the jobs it never began to publish
+    due for the relay now (in whichever API process runs it), not at the end of their grace;
+    the one caught in a stalled publish keeps its grace (it may yet reach the broker)."""
+    settings = api_settings.model_copy(update={"shutdown_timeout": 1.0})  # a short drain
+    key = api_settings.bootstrap_api_key
+    async with memory_alarm():
+        async with running_app(settings) as (app, client):
+            ids = await _send_behind_a_stalled_publish(
+                client, key, ["+79210001234", "+79210001235"]
+            )
+            engine = app.state.smsgw.engine
+        async with engine.connect() as conn:
+            rows = {
+                str(r.message_id): r
+                for r in await conn.execute(
+                    text(
+                        "SELECT message_id, available_at <= now() AS due, last_error FROM outbox"
+                        " WHERE message_id = ANY(:ids)"
+                    ),
+                    {"ids": ids},
+                )
+            }
+        await engine.dispose()
+    assert set(rows) == set(ids)
+    assert not rows[ids[0]].due  # in a publish when the API stopped: its grace stands
+    assert rows[ids[1]].due and "stopped before publishing" in rows[ids[1]].last_error
