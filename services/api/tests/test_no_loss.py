@@ -10,12 +10,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
+import aio_pika
 import httpx
+from fastapi import FastAPI
+from prometheus_client import REGISTRY
 from sqlalchemy import text
 
 from smsgw_api.services import ingest
-from smsgw_api.services.pipeline import HANDED_TO_RELAY
-from smsgw_shared.amqp import Outgoing
+from smsgw_shared.amqp import AmqpConnection, Outgoing
 from smsgw_shared.messages import CancelNotice, SendJob
 from smsgw_shared.testing import free_port
 from smsgw_shared.testing.helpers import wait_for
@@ -333,10 +335,11 @@ async def memory_alarm() -> AsyncIterator[None]:
 
 
 async def _send_behind_a_stalled_publish(
-    client: httpx.AsyncClient, key: str, numbers: list[str]
+    app: FastAPI, client: httpx.AsyncClient, key: str, numbers: list[str]
 ) -> list[str]:
-    """One send each, the first given 0.3 s to start its (stalling) publish before the rest
-    queue behind it; their message ids."""
+    """One send each, the rest once the dispatcher has taken the first for its (stalling)
+    publish, so they queue behind it; their message ids."""
+    dispatcher = app.state.smsgw.ingestor.dispatcher
     ids: list[str] = []
     for i, to in enumerate(numbers):
         r = await client.post(
@@ -347,8 +350,32 @@ async def _send_behind_a_stalled_publish(
         assert r.status_code == 202, r.text
         ids.append(r.json()["messages"][0]["id"])
         if i == 0:
-            await asyncio.sleep(0.3)
+            await wait_for(lambda: _async_true(dispatcher.waiting == 0))
     return ids
+
+
+async def _async_true(value: bool) -> bool:
+    return value
+
+
+def _handed_to_relay() -> float:
+    return REGISTRY.get_sample_value("smsgw_api_jobs_handed_to_relay_total") or 0.0
+
+
+async def _ready_count(amqp: AmqpConnection, queue: str) -> int:
+    conn = await aio_pika.connect(amqp.url)
+    try:
+        q = await (await conn.channel()).declare_queue(queue, passive=True)
+        return int(q.declaration_result.message_count or 0)
+    finally:
+        await conn.close()
+
+
+async def _outbox_settled(app: FastAPI) -> bool:
+    """Nothing left to publish: no outbox row, and nothing in the dispatcher's hands."""
+    async with app.state.smsgw.engine.connect() as conn:
+        rows = (await conn.execute(text("SELECT count(*) FROM outbox"))).scalar_one()
+    return rows == 0 and app.state.smsgw.ingestor.dispatcher.backlog == 0
 
 
 async def test_jobs_queued_past_their_time_go_to_the_relay_not_out_twice(
@@ -362,26 +389,26 @@ async def test_jobs_queued_past_their_time_go_to_the_relay_not_out_twice(
     async with running_app(api_settings) as (app, client):
         dispatcher = app.state.smsgw.ingestor.dispatcher
         dispatcher.publish_timeout, dispatcher.max_queued = 2.5, 1.0
-        handed = HANDED_TO_RELAY._value.get()
+        handed = _handed_to_relay()
+        queue = amqp.topology.job_queue("modem:*")
         async with memory_alarm():
             ids = await _send_behind_a_stalled_publish(
-                client, key, ["+79210001234", "+79210001235", "+79210001236"]
+                app, client, key, ["+79210001234", "+79210001235", "+79210001236"]
             )
-            # The first publish times out at 2.5 s; the two behind it queued for longer
-            # than 1 s, and their rows are the relay's from 4 s: the stall lasts past that.
-            await asyncio.sleep(5)
-        got = await drain(amqp, amqp.topology.job_queue("modem:*"), 3, timeout=20)
-        await asyncio.sleep(3)  # any second copy is published by now
-        got += await drain(amqp, amqp.topology.job_queue("modem:*"), 10, timeout=1)
+            # The first publish times out at 2.5 s; the two behind it have queued for
+            # longer than 1 s by then (and would be the relay's too from 4 s).
+            await wait_for(lambda: _async_true(_handed_to_relay() - handed == 2), timeout=30)
+        # Every publish confirmed and nothing left to publish: any second copy is queued
+        # (the stalled publish went out on the same channel ahead of the relay's).
+        await wait_for(lambda: _outbox_settled(app), timeout=30)
+        got = await drain(amqp, queue, await _ready_count(amqp, queue), timeout=20)
         sent = collections.Counter(SendJob.from_bytes(b).message_id for b in got)
-        async with app.state.smsgw.engine.connect() as conn:
-            left = (await conn.execute(text("SELECT count(*) FROM outbox"))).scalar_one()
-    assert set(sent) == set(ids) and left == 0
+    assert set(sent) == set(ids)
     # The first job's timed-out publish reached the broker after the stall, and the relay
     # sent it again: at least once, the worker skips a job id it has done. The two left to
     # the relay went out once each.
     assert sent[ids[1]] == sent[ids[2]] == 1, sent
-    assert HANDED_TO_RELAY._value.get() - handed == 2
+    assert _handed_to_relay() - handed == 2
 
 
 async def test_jobs_never_taken_for_publishing_at_stop_are_the_relays_at_once(api_settings, amqp):
@@ -393,7 +420,7 @@ async def test_jobs_never_taken_for_publishing_at_stop_are_the_relays_at_once(ap
     async with memory_alarm():
         async with running_app(settings) as (app, client):
             ids = await _send_behind_a_stalled_publish(
-                client, key, ["+79210001234", "+79210001235"]
+                app, client, key, ["+79210001234", "+79210001235"]
             )
             engine = app.state.smsgw.engine
         async with engine.connect() as conn:

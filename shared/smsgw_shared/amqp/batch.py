@@ -158,13 +158,15 @@ class BatchConsumer(Generic[P]):
         """Forget buffered deliveries of a channel that has closed (a broker drop, or the
         broker closing the channel): the broker has them back and redelivers them on the
         new channel, so handling them too would apply each twice, with the old copy's ack
-        failing. A linger widens the window in which they wait here."""
-        keep = [i for i, m in enumerate(self._buffer) if not m.channel.is_closed]
-        dropped = len(self._buffer) - len(keep)
+        failing. A linger widens the window in which they wait here. They lead the buffer
+        (a new channel opens after the old one closed): usually one check."""
+        dropped = 0
+        while dropped < len(self._buffer) and self._buffer[dropped].channel.is_closed:
+            dropped += 1
         if not dropped:
             return
-        self._buffer = [self._buffer[i] for i in keep]
-        self._arrived = [self._arrived[i] for i in keep]
+        del self._buffer[:dropped]
+        del self._arrived[:dropped]
         self._buffered = sum(map(_count, self._buffer))
         log.info(
             "dropped %d buffered deliveries of a closed channel (redelivered)",

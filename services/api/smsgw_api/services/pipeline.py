@@ -205,11 +205,17 @@ class JobDispatcher:
                 batch.append(self._queue.get_nowait())
             try:
                 oldest = loop.time() - self.max_queued
-                fresh = [(oid, job) for oid, job, at in batch if at >= oldest]
+                fresh: list[tuple[int, Outgoing]] = []
+                late: list[int] = []
+                for oid, job, at in batch:
+                    if at >= oldest:
+                        fresh.append((oid, job))
+                    else:
+                        late.append(oid)
                 if fresh:
                     await self._publish(conn, fresh)
-                if len(fresh) < len(batch):
-                    await self._leave_to_relay([oid for oid, _, at in batch if at < oldest])
+                if late:
+                    await self._leave_to_relay(late)
             except Exception:
                 # The jobs are in the outbox: the relay publishes them later.
                 log.exception("dispatch failed; the outbox relay will retry")
@@ -240,6 +246,11 @@ class JobDispatcher:
         )
         HANDED_TO_RELAY.inc(len(ids))
         await self.repo.release_outbox(ids, f"queued over {self.max_queued:.0f}s in the API")
+
+    @property
+    def waiting(self) -> int:
+        """Jobs queued and not yet taken for a publish."""
+        return self._queue.qsize()
 
     @property
     def backlog(self) -> int:
