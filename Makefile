@@ -7,7 +7,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: help install run test test-fast lint format bench soak migrate clean
+.PHONY: help install bytecode run test test-fast lint format bench soak migrate clean
 
 help:
 	@echo "make run    - start the whole gateway with simulated SMSC and modems"
@@ -20,11 +20,17 @@ help:
 	python3 -m venv .tools
 	.tools/bin/pip install --quiet --disable-pip-version-check uv
 
+# Bytecode is compiled ahead (the dependencies' at install, ours before each run): where
+# PYTHONDONTWRITEBYTECODE is set Python never caches what it compiles, and every process
+# would compile its ~800 modules again (the API's imports: 4.5 s of CPU instead of 1.4).
 $(VENV)/.installed: pyproject.toml uv.lock shared/pyproject.toml services/*/pyproject.toml | $(UV)
-	$(UV) sync --all-packages --frozen --python 3.11 --quiet
+	$(UV) sync --all-packages --frozen --python 3.11 --quiet --compile-bytecode
 	touch $@
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed bytecode
+
+bytecode: $(VENV)/.installed
+	@$(PY) -m compileall -q -j 0 shared services smsgw_cli bench tests conftest.py >/dev/null
 
 # The caller's SMSGW_* variables win (SMSGW_CONFIG=my.toml make run); the dev key is made
 # once and kept in .run/dev-key so it stays the same across runs.
