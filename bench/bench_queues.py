@@ -15,8 +15,7 @@ while one consumer takes them the way a worker does (`Consumer`, prefetch 200, c
 `multiple` acks), and prints RabbitMQ's CPU per message (every `beam.smp` process on the
 machine: keep the machine otherwise quiet), the benchmark's own CPU per message (the
 publisher's and the consumer's Python in this one process, on uvloop as in the workers) and
-the rate. Kinds alternate,
-`--rounds` times.
+the rate. Kinds alternate, `--rounds` times.
 
 `--pack K` measures the one lever the design rules out (DESIGN.md: one send job per
 recipient): K jobs carried by one AMQP message (`JobPack`), acknowledged together. Figures
@@ -154,8 +153,8 @@ async def main() -> int:
     finally:
         await amqp.close()
     print(
-        "rabbitmq CPU µs per message (publish confirmed, consume, ack; a part benchmark): "
-        + ", ".join(f"{k} {min(v)}–{max(v)}" for k, v in results.items())
+        f"rabbitmq CPU µs per job, {args.pack} a message (publish confirmed, consume, ack; "
+        "a part benchmark): " + ", ".join(f"{k} {min(v)}–{max(v)}" for k, v in results.items())
     )
     return 0
 
