@@ -33,6 +33,7 @@ from smsgw_api.problems import (
     problem_response,
     store_problem,
 )
+from smsgw_api.services.in_doubt import InDoubt
 from smsgw_api.services.ingest import Ingestor
 from smsgw_api.services.pipeline import GroupCommitter, JobDispatcher, OutboxRelay
 from smsgw_api.services.rpc import RpcClient
@@ -110,8 +111,11 @@ def create_app(settings: Settings) -> FastAPI:
         messages = MessageRepository(engine)
         keys = KeyRepository(engine)
         committer = GroupCommitter(messages)
-        dispatcher = JobDispatcher(messages, publisher, publishers=settings.api.job_publishers)
-        relay = OutboxRelay(messages, publisher, settings.api.outbox_interval)
+        in_doubt = InDoubt()  # timed-out publishes, known to both the dispatcher and the relay
+        dispatcher = JobDispatcher(
+            messages, publisher, publishers=settings.api.job_publishers, in_doubt=in_doubt
+        )
+        relay = OutboxRelay(messages, publisher, settings.api.outbox_interval, in_doubt=in_doubt)
         scheduler = Scheduler(messages, topo, settings.api.scheduler_interval)
         amqp_rpc = AmqpRpc(amqp)
         limiter = RateLimiter()

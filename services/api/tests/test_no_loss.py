@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from prometheus_client import REGISTRY
 from sqlalchemy import text
 
-from smsgw_api.services import ingest
+from smsgw_api.services import ingest, pipeline
 from smsgw_shared.amqp import AmqpConnection, Outgoing
 from smsgw_shared.messages import CancelNotice, SendJob
 from smsgw_shared.testing import free_port
@@ -405,10 +405,60 @@ async def test_jobs_queued_past_their_time_go_to_the_relay_not_out_twice(
         sent = collections.Counter(SendJob.from_bytes(b).message_id for b in got)
     assert set(sent) == set(ids)
     # The first job's timed-out publish reached the broker after the stall, and the relay
-    # sent it again: at least once, the worker skips a job id it has done. The two left to
-    # the relay went out once each.
-    assert sent[ids[1]] == sent[ids[2]] == 1, sent
+    # did not send it again while it was in doubt. The two left to the relay went out once
+    # each.
+    assert all(n == 1 for n in sent.values()), sent
     assert _handed_to_relay() - handed == 2
+
+
+async def test_a_long_stall_does_not_pile_up_copies_of_a_job(api_settings, amqp, monkeypatch):
+    """A relay publish that times out on a stalled broker is not lost: it reaches the broker
+    when the stall ends. Published again on every pass while the broker stalls, each job
+    would be queued once a pass; the relay publishes a job again only once its last
+    publish has failed, not while that publish may still arrive."""
+    monkeypatch.setattr(ingest, "HOT_PATH_GRACE_S", 1)
+    monkeypatch.setattr(pipeline.OutboxRelay, "publish_timeout", 1.0)
+    key = api_settings.bootstrap_api_key
+    async with running_app(api_settings) as (app, client):
+        dispatcher = app.state.smsgw.ingestor.dispatcher
+        dispatcher.publish_timeout, dispatcher.max_queued = 1.0, 0.5
+        queue = amqp.topology.job_queue("modem:*")
+        async with memory_alarm():
+            ids = await _send_behind_a_stalled_publish(
+                app, client, key, ["+79210001234", "+79210001235", "+79210001236"]
+            )
+            # Long enough for several relay passes at the stalled broker.
+            await asyncio.sleep(12)
+        await wait_for(lambda: _outbox_settled(app), timeout=30)
+        got = await drain(amqp, queue, await _ready_count(amqp, queue), timeout=20)
+        sent = collections.Counter(SendJob.from_bytes(b).message_id for b in got)
+    assert set(sent) == set(ids)
+    # The first job's stalled publish was the API's, the others' the relay's: each reached
+    # the broker when the stall ended, and nothing published them again meanwhile.
+    assert all(n == 1 for n in sent.values()), sent
+
+
+async def test_a_publish_in_doubt_on_a_connection_the_broker_drops_is_published_again(
+    api_settings, amqp, monkeypatch
+):
+    """A job whose publish is in doubt is not held back for good: when the broker drops the
+    connection it was written on (its frames unread, behind the stall), that publish is
+    answered as failed and the relay publishes the job again."""
+    monkeypatch.setattr(ingest, "HOT_PATH_GRACE_S", 1)
+    monkeypatch.setattr(pipeline.OutboxRelay, "publish_timeout", 1.0)
+    key = api_settings.bootstrap_api_key
+    async with running_app(api_settings) as (app, client):
+        dispatcher = app.state.smsgw.ingestor.dispatcher
+        dispatcher.publish_timeout = 1.0
+        queue = amqp.topology.job_queue("modem:*")
+        async with memory_alarm():
+            ids = await _send_behind_a_stalled_publish(app, client, key, ["+79210001234"])
+            await wait_for(lambda: _async_true(len(dispatcher.in_doubt) == 1), timeout=10)
+            await _rabbitmqctl("close_all_connections", "test: a stalled connection dropped")
+        await wait_for(lambda: _outbox_settled(app), timeout=30)
+        got = await drain(amqp, queue, await _ready_count(amqp, queue), timeout=20)
+        sent = collections.Counter(SendJob.from_bytes(b).message_id for b in got)
+    assert sent == {ids[0]: 1}, sent
 
 
 async def test_jobs_never_taken_for_publishing_at_stop_are_the_relays_at_once(api_settings, amqp):

@@ -146,8 +146,11 @@ class Publisher:
         if err is not None:
             raise err
 
-    async def publish_many(self, items: Sequence[Outgoing]) -> list[PublishError | None]:
-        """Publish many in one write, confirms awaited together; each item's error or None."""
+    async def publish_many(
+        self, items: Sequence[Outgoing], timeout: float | None = None
+    ) -> list[PublishError | None]:
+        """Publish many in one write, confirms awaited together (up to `timeout` seconds,
+        the publisher's own by default); each item's error or None."""
         if not items:
             return []
         try:
@@ -155,16 +158,16 @@ class Publisher:
         except PublishError as err:
             return [err for _ in items]
         sendable = [it for it in items if it.exchange not in missing]
-        results = iter(await self._publish_batch(ch, sendable))
+        results = iter(await self._publish_batch(ch, sendable, timeout or self._timeout))
         return [_missing(it) if it.exchange in missing else next(results) for it in items]
 
     async def _publish_batch(
-        self, ch: AbstractRobustChannel, items: Sequence[Outgoing]
+        self, ch: AbstractRobustChannel, items: Sequence[Outgoing], timeout: float
     ) -> list[PublishError | None]:
         frames = [Frame(it.exchange, it.routing_key, it.body(), it.properties()) for it in items]
         try:
             underlay = await ch.get_underlay_channel()
-            outcomes: list[object] = await publish_frames(underlay, frames, self._timeout)
+            outcomes: list[object] = await publish_frames(underlay, frames, timeout)
         except Exception as exc:
             outcomes = [exc for _ in items]
         gone = {it.exchange for it, o in zip(items, outcomes, strict=True) if _not_found(o)}

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 import asyncpg
 from prometheus_client import Counter
 
+from smsgw_api.services.in_doubt import IN_DOUBT, InDoubt
 from smsgw_api.services.jobs import stored_job
-from smsgw_shared.amqp import Outgoing, Publisher, PublishError
+from smsgw_shared.amqp import Outgoing, Publisher
 from smsgw_shared.runtime import stop_tasks
 from smsgw_shared.store.direct import DirectConnection
 from smsgw_shared.store.repos.messages import MessageRepository, NewMessages, OutboxRow
@@ -147,9 +148,13 @@ class JobDispatcher:
         publishers: int = 1,
         limit: int = 10_000,
         wait: float = 2.0,
+        in_doubt: InDoubt | None = None,
     ) -> None:
         self.repo = repo
         self.publisher = publisher
+        # Shared with the relay: a job whose publish timed out here is not published
+        # there again until the broker has answered (a second copy otherwise).
+        self.in_doubt = in_doubt if in_doubt is not None else InDoubt()
         self.chunk = chunk
         self.limit = limit
         self.wait = wait
@@ -225,11 +230,9 @@ class JobDispatcher:
                     self._queue.task_done()
 
     async def _publish(self, conn: DirectConnection, batch: list[tuple[int, Outgoing]]) -> None:
-        try:
-            async with asyncio.timeout(self.publish_timeout):
-                errors = await self.publisher.publish_many([o for _, o in batch])
-        except TimeoutError:
-            errors = [PublishError("publish timed out")] * len(batch)
+        errors = await self.in_doubt.publish(
+            self.publisher, [oid for oid, _ in batch], [o for _, o in batch], self.publish_timeout
+        )
         done = [oid for (oid, _), err in zip(batch, errors, strict=True) if err is None]
         failed = [oid for (oid, _), err in zip(batch, errors, strict=True) if err is not None]
         await self.repo.delete_outbox(conn, done)
@@ -286,12 +289,19 @@ class JobDispatcher:
 class OutboxRelay:
     """Publishes what the hot path could not (broker down, crash) and scheduled sends."""
 
+    publish_timeout: float = PUBLISH_TIMEOUT_S
+
     def __init__(
-        self, repo: MessageRepository, publisher: Publisher, interval: float = 1.0
+        self,
+        repo: MessageRepository,
+        publisher: Publisher,
+        interval: float = 1.0,
+        in_doubt: InDoubt | None = None,
     ) -> None:
         self.repo = repo
         self.publisher = publisher
         self.interval = interval
+        self.in_doubt = in_doubt if in_doubt is not None else InDoubt()
         self._task: asyncio.Task[None] | None = None
 
     def start(self, after: asyncio.Event | None = None) -> None:
@@ -301,22 +311,29 @@ class OutboxRelay:
 
     async def _publish_rows(self, rows: list[OutboxRow]) -> list[str | None]:
         """Publish what the rows owe; each row's error, or None once confirmed (or once
-        found not to be owed any more)."""
+        found not to be owed any more). A row whose last publish in this process timed
+        out is not published again until the broker has answered that one."""
         todo: list[int] = []
         items: list[Outgoing] = []
+        errors: list[str | None] = [None] * len(rows)
         for i, r in enumerate(rows):
+            doubt = self.in_doubt.outcome(r.id)
+            if doubt is not None:
+                answered, error = doubt
+                if not answered:
+                    errors[i] = IN_DOUBT
+                    continue
+                if error is None:
+                    continue  # confirmed after its timeout: done
             body = r.body.encode() if r.body is not None else self._stored_body(r)
             if body is not None:
                 todo.append(i)
                 items.append(Outgoing(r.exchange, r.routing_key, body))
-        errors: list[str | None] = [None] * len(rows)
         if not items:
             return errors
-        try:
-            async with asyncio.timeout(15):
-                results = await self.publisher.publish_many(items)
-        except TimeoutError:
-            results = [PublishError("publish timed out")] * len(items)
+        results = await self.in_doubt.publish(
+            self.publisher, [rows[i].id for i in todo], items, self.publish_timeout
+        )
         for i, err in zip(todo, results, strict=True):
             errors[i] = None if err is None else str(err)
         return errors
