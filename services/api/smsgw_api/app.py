@@ -111,7 +111,7 @@ def create_app(settings: Settings) -> FastAPI:
         messages = MessageRepository(engine)
         keys = KeyRepository(engine)
         committer = GroupCommitter(messages)
-        in_doubt = InDoubt()  # timed-out publishes, known to both the dispatcher and the relay
+        in_doubt = InDoubt(messages)  # publishes that timed out, until the broker answers
         dispatcher = JobDispatcher(
             messages, publisher, publishers=settings.api.job_publishers, in_doubt=in_doubt
         )
@@ -187,6 +187,7 @@ def create_app(settings: Settings) -> FastAPI:
             await relay.stop()
             report.unfinished = await dispatcher.stop(min(5.0, settings.shutdown_timeout))
             await committer.stop()
+            await in_doubt.aclose()  # publishes still in doubt: their rows stay held
             for fn in state.extras.get("on_shutdown", []):
                 with contextlib.suppress(Exception):
                     await fn()

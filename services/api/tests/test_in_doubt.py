@@ -6,11 +6,10 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any, cast
 
-import pytest
-
 from smsgw_api.services import in_doubt as in_doubt_module
-from smsgw_api.services.in_doubt import IN_DOUBT, InDoubt
+from smsgw_api.services.in_doubt import HOLD_S, IN_DOUBT, InDoubt
 from smsgw_shared.amqp import Outgoing, Publisher, PublishError
+from smsgw_shared.store.repos.messages import MessageRepository
 
 
 class _Publisher:
@@ -30,55 +29,80 @@ class _Publisher:
         return answer
 
 
+class _Repo:
+    """What `InDoubt` writes to the store."""
+
+    def __init__(self) -> None:
+        self.held: list[tuple[list[int], float]] = []
+        self.settled: list[tuple[list[int], list[tuple[int, str]]]] = []
+
+    async def hold_outbox(self, ids: Sequence[int], seconds: float, error: str) -> None:
+        assert error == IN_DOUBT
+        self.held.append((list(ids), seconds))
+
+    async def settle_outbox(self, done: Sequence[int], failed: Sequence[tuple[int, str]]) -> None:
+        self.settled.append((list(done), list(failed)))
+
+
 def _items(n: int) -> list[Outgoing]:
     return [Outgoing("x", "k", b"{}") for _ in range(n)]
 
 
-def _publisher(fake: _Publisher) -> Publisher:
-    return cast(Any, fake)
+def _make() -> tuple[_Publisher, _Repo, InDoubt, Publisher]:
+    fake, repo = _Publisher(), _Repo()
+    return fake, repo, InDoubt(cast(MessageRepository, repo)), cast(Any, fake)
 
 
-async def test_an_answer_in_time_is_returned_and_nothing_is_in_doubt() -> None:
-    fake, doubts = _Publisher(), InDoubt()
+async def _settled(doubts: InDoubt) -> None:
+    for _ in range(100):
+        if not len(doubts):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("not settled")
+
+
+async def test_an_answer_in_time_is_returned_and_nothing_is_held() -> None:
+    fake, repo, doubts, publisher = _make()
     fake.answers.put_nowait([None, PublishError("nack")])
-    errors = await doubts.publish(_publisher(fake), [1, 2], _items(2), timeout=5)
+    errors = await doubts.publish(publisher, [1, 2], _items(2), timeout=5)
     assert errors[0] is None and str(errors[1]) == "nack"
-    assert len(doubts) == 0 and doubts.outcome(1) is None
+    assert len(doubts) == 0 and repo.held == [] and repo.settled == []
     # The broker is given long to answer, not the caller's timeout.
     assert fake.timeouts == [in_doubt_module.ANSWER_WAIT_S]
 
 
-async def test_a_late_answer_says_per_row_what_became_of_it_once() -> None:
-    fake, doubts = _Publisher(), InDoubt()
-    errors = await doubts.publish(_publisher(fake), [1, 2], _items(2), timeout=0.01)
-    assert [str(e) for e in errors] == [IN_DOUBT, IN_DOUBT]
-    assert doubts.outcome(1) == (False, None) and doubts.outcome(2) == (False, None)
-    fake.answers.put_nowait([None, PublishError("channel closed")])
-    await asyncio.sleep(0.01)
-    assert doubts.outcome(1) == (True, None)  # confirmed after its timeout
-    assert doubts.outcome(2) == (True, "channel closed")
-    assert doubts.outcome(1) is None and len(doubts) == 0  # told once, then forgotten
+async def test_a_late_answer_settles_each_row_in_the_store() -> None:
+    fake, repo, doubts, publisher = _make()
+    errors = await doubts.publish(publisher, [1, 2, 3], _items(3), timeout=0.01)
+    assert [str(e) for e in errors] == [IN_DOUBT] * 3
+    assert repo.held == [([1, 2, 3], HOLD_S)] and len(doubts) == 1
+    fake.answers.put_nowait([None, PublishError("channel closed"), None])
+    await _settled(doubts)
+    assert repo.settled == [([1, 3], [(2, "channel closed")])]
 
 
-async def test_a_publish_that_raises_late_is_a_failure_not_a_lost_answer() -> None:
-    fake, doubts = _Publisher(), InDoubt()
-    await doubts.publish(_publisher(fake), [7], _items(1), timeout=0.01)
+async def test_the_caller_may_hold_the_rows_itself() -> None:
+    fake, repo, doubts, publisher = _make()
+    await doubts.publish(publisher, [4], _items(1), timeout=0.01, hold=False)
+    assert repo.held == []
+    fake.answers.put_nowait([None])
+    await _settled(doubts)
+    assert repo.settled == [([4], [])]
+
+
+async def test_a_publish_that_raises_late_fails_its_rows() -> None:
+    fake, repo, doubts, publisher = _make()
+    await doubts.publish(publisher, [7, 8], _items(2), timeout=0.01)
     fake.answers.put_nowait(ConnectionResetError("gone"))
-    await asyncio.sleep(0.01)
-    answered, error = doubts.outcome(7) or (None, None)
-    assert answered is True and error is not None and "gone" in error
+    await _settled(doubts)
+    ((done, failed),) = repo.settled
+    assert done == [] and [oid for oid, _ in failed] == [7, 8]
+    assert all("gone" in err for _, err in failed)
 
 
-async def test_answered_doubts_nobody_asks_about_are_forgotten(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(in_doubt_module, "KEEP_S", 0.0)
-    fake, doubts = _Publisher(), InDoubt()
-    await doubts.publish(_publisher(fake), [1], _items(1), timeout=0.01)
-    fake.answers.put_nowait([None])
-    await asyncio.sleep(0.01)
-    await doubts.publish(_publisher(fake), [2], _items(1), timeout=0.01)  # forgets row 1
-    assert doubts.outcome(1) is None
-    assert doubts.outcome(2) == (False, None)  # unanswered ones are kept however old
-    fake.answers.put_nowait([None])
-    await asyncio.sleep(0.01)
+async def test_at_shutdown_rows_in_doubt_keep_their_hold() -> None:
+    _fake, repo, doubts, publisher = _make()
+    await doubts.publish(publisher, [9], _items(1), timeout=0.01)
+    await doubts.aclose()
+    assert len(doubts) == 0
+    assert repo.held == [([9], HOLD_S)] and repo.settled == []  # neither done nor released

@@ -416,7 +416,7 @@ async def test_a_long_stall_does_not_pile_up_copies_of_a_job(api_settings, amqp,
     when the stall ends. Published again on every pass while the broker stalls, each job
     would be queued once a pass; the relay publishes a job again only once its last
     publish has failed, not while that publish may still arrive."""
-    monkeypatch.setattr(ingest, "HOT_PATH_GRACE_S", 1)
+    monkeypatch.setattr(ingest, "HOT_PATH_GRACE_S", 3)
     monkeypatch.setattr(pipeline.OutboxRelay, "publish_timeout", 1.0)
     key = api_settings.bootstrap_api_key
     async with running_app(api_settings) as (app, client):
@@ -444,7 +444,7 @@ async def test_a_publish_in_doubt_on_a_connection_the_broker_drops_is_published_
     """A job whose publish is in doubt is not held back for good: when the broker drops the
     connection it was written on (its frames unread, behind the stall), that publish is
     answered as failed and the relay publishes the job again."""
-    monkeypatch.setattr(ingest, "HOT_PATH_GRACE_S", 1)
+    monkeypatch.setattr(ingest, "HOT_PATH_GRACE_S", 3)
     monkeypatch.setattr(pipeline.OutboxRelay, "publish_timeout", 1.0)
     key = api_settings.bootstrap_api_key
     async with running_app(api_settings) as (app, client):

@@ -158,7 +158,8 @@ class Publisher:
         except PublishError as err:
             return [err for _ in items]
         sendable = [it for it in items if it.exchange not in missing]
-        results = iter(await self._publish_batch(ch, sendable, timeout or self._timeout))
+        wait = self._timeout if timeout is None else timeout
+        results = iter(await self._publish_batch(ch, sendable, wait))
         return [_missing(it) if it.exchange in missing else next(results) for it in items]
 
     async def _publish_batch(

@@ -3,92 +3,103 @@
 A publish that times out on a stalled broker (a memory or disk alarm, a stalled queue) is
 not lost: its frames wait in the connection and reach the broker when the stall ends.
 Published again meanwhile, the job would be queued twice, and once more for every try while
-the stall lasts; competing workers of a pool would then each send a copy. So this process
-does not publish a row again while its last publish is in doubt: once the broker answers,
-a confirmed row is done and a failed one is published again.
-
-Per process: another API process's relay does not know of this one's doubts, so each API
-process can still add one copy.
+the stall lasts; competing workers of a pool would then each send a copy. So such a publish
+is kept *in doubt*: it goes on in the background, waiting for the broker's answer, and its
+rows are held in the store (`HOLD_S`: no relay of any API process takes them meanwhile).
+When the broker answers, the confirmed rows leave the outbox and the failed ones are made
+due for the relay at once. If this process dies first, the hold runs out and the relay
+publishes the rows (the publish may have arrived: at least once, never lost).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 
 from smsgw_shared.amqp import Outgoing, Publisher, PublishError
+from smsgw_shared.store.repos.messages import MessageRepository
 
-IN_DOUBT = "publish timed out; not published again until the broker answers it"
+log = logging.getLogger(__name__)
 
-# How long a publish in doubt waits for the broker's answer (its confirm, a nack, a return
-# or the channel's close). Past it the publish counts as failed and its row is published
-# again: a broker that stalls this long gets one more copy each time.
+IN_DOUBT = "publish timed out; held until the broker answers it"
+
+# How long a publish in doubt may take in all (the channel, the write, the confirms).
 ANSWER_WAIT_S = 600.0
-# An answered publish whose row was not asked about for this long is forgotten (its row
-# was deleted some other way, or the relay's transaction that asked about it failed).
-KEEP_S = 600.0
+# How long its rows are held: past the publish's own limit, so a row comes due only once
+# this process has settled it or is gone.
+HOLD_S = ANSWER_WAIT_S + 60.0
 
 
 class InDoubt:
-    """The unanswered publishes of this process, by outbox row id."""
+    """The unanswered publishes of this process; `settle`s the store when they end."""
 
-    def __init__(self) -> None:
-        # row id -> (the publish, the row's place in it, loop time it timed out)
-        self._rows: dict[int, tuple[asyncio.Task[list[PublishError | None]], int, float]] = {}
+    def __init__(self, repo: MessageRepository) -> None:
+        self.repo = repo
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def __len__(self) -> int:
-        return len(self._rows)
+        """Publishes in doubt or being settled."""
+        return len(self._tasks)
 
     async def publish(
-        self, publisher: Publisher, ids: Sequence[int], items: Sequence[Outgoing], timeout: float
+        self,
+        publisher: Publisher,
+        ids: Sequence[int],
+        items: Sequence[Outgoing],
+        timeout: float,
+        hold: bool = True,
     ) -> list[PublishError | None]:
-        """`publisher.publish_many(items)` for the rows `ids`, waiting up to `timeout`. Past
-        it, the publish goes on unawaited (up to `ANSWER_WAIT_S` for the broker's answer)
-        and each row is in doubt (`IN_DOUBT` errors)."""
-        task = asyncio.ensure_future(publisher.publish_many(items, ANSWER_WAIT_S))
-        done, _ = await asyncio.wait({task}, timeout=timeout)
-        if task in done:
-            return task.result()
-        task.add_done_callback(_retrieve)
-        loop = asyncio.get_running_loop()
-        self._forget_old(loop.time())
-        for k, oid in enumerate(ids):
-            self._rows[oid] = (task, k, loop.time())
+        """`publisher.publish_many(items)` for the outbox rows `ids`, waiting up to
+        `timeout`. Past it the publish goes on in the background and each row's error is
+        `IN_DOUBT`; the rows are held for `HOLD_S` (here, or with `hold=False` by the
+        caller, whose transaction has them locked), and their fate is written to the store
+        once the broker answers."""
+        publish = asyncio.ensure_future(
+            asyncio.wait_for(publisher.publish_many(items, ANSWER_WAIT_S), ANSWER_WAIT_S)
+        )
+        try:
+            done, _ = await asyncio.wait({publish}, timeout=timeout)
+        except asyncio.CancelledError:
+            self._follow(list(ids), publish)  # the caller stops; the publish goes on
+            raise
+        if publish in done:
+            return publish.result()
+        if hold:
+            try:
+                await self.repo.hold_outbox(ids, HOLD_S, IN_DOUBT)
+            except Exception as exc:  # they keep their grace; the relay may add a copy
+                log.warning("could not hold %d job(s) in doubt: %r", len(ids), exc)
+        self._follow(list(ids), publish)
         return [PublishError(IN_DOUBT)] * len(items)
 
-    def outcome(self, oid: int) -> tuple[bool, str | None] | None:
-        """None when no publish of row `oid` is in doubt here; `(False, None)` while one is;
-        `(True, error)` once it is answered (error None: confirmed), forgetting it."""
-        entry = self._rows.get(oid)
-        if entry is None:
-            return None
-        task, k, _ = entry
-        if not task.done():
-            return False, None
-        del self._rows[oid]
-        return True, _error_of(task, k)
+    def _follow(self, ids: list[int], publish: asyncio.Future[list[PublishError | None]]) -> None:
+        async def settle() -> None:
+            # Cancelled (shutdown), this cancels the publish too: the rows' hold stands.
+            results: list[PublishError | None] | list[str]
+            try:
+                results = await publish
+            except Exception as exc:  # TimeoutError past ANSWER_WAIT_S, among others
+                results = [repr(exc)] * len(ids)
+            done = [oid for oid, err in zip(ids, results, strict=True) if err is None]
+            failed = [(oid, str(err)) for oid, err in zip(ids, results, strict=True) if err]
+            log.info(
+                "publish in doubt answered: %d job(s) confirmed, %d failed", len(done), len(failed)
+            )
+            try:
+                await self.repo.settle_outbox(done, failed)
+            except Exception as exc:
+                # The rows' hold runs out and the relay publishes them (at least once).
+                log.warning("could not record a late publish answer: %r", exc)
 
-    def _forget_old(self, now: float) -> None:
-        old = [
-            oid
-            for oid, (task, _, since) in self._rows.items()
-            if task.done() and now - since > KEEP_S
-        ]
-        for oid in old:
-            del self._rows[oid]
+        task = asyncio.create_task(settle(), name="publish-in-doubt")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
-
-def _error_of(task: asyncio.Task[list[PublishError | None]], k: int) -> str | None:
-    if task.cancelled():
-        return "publish cancelled"
-    exc = task.exception()
-    if exc is not None:
-        return repr(exc)
-    err = task.result()[k]
-    return None if err is None else str(err)
-
-
-def _retrieve(task: asyncio.Task[list[PublishError | None]]) -> None:
-    """Read a failed publish's exception: `outcome` may never be asked for it."""
-    if not task.cancelled():
-        task.exception()
+    async def aclose(self) -> None:
+        """Stop following and publishing (at shutdown): rows still in doubt keep their hold
+        and are the relay's when it runs out."""
+        tasks = list(self._tasks)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

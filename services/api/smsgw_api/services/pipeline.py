@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import asyncpg
 from prometheus_client import Counter
 
-from smsgw_api.services.in_doubt import IN_DOUBT, InDoubt
+from smsgw_api.services.in_doubt import HOLD_S, IN_DOUBT, InDoubt
 from smsgw_api.services.jobs import stored_job
 from smsgw_shared.amqp import Outgoing, Publisher
 from smsgw_shared.runtime import stop_tasks
@@ -152,9 +152,8 @@ class JobDispatcher:
     ) -> None:
         self.repo = repo
         self.publisher = publisher
-        # Shared with the relay: a job whose publish timed out here is not published
-        # there again until the broker has answered (a second copy otherwise).
-        self.in_doubt = in_doubt if in_doubt is not None else InDoubt()
+        # Timed-out publishes go on there, their rows held until the broker answers.
+        self.in_doubt = in_doubt if in_doubt is not None else InDoubt(repo)
         self.chunk = chunk
         self.limit = limit
         self.wait = wait
@@ -234,12 +233,18 @@ class JobDispatcher:
             self.publisher, [oid for oid, _ in batch], [o for _, o in batch], self.publish_timeout
         )
         done = [oid for (oid, _), err in zip(batch, errors, strict=True) if err is None]
-        failed = [oid for (oid, _), err in zip(batch, errors, strict=True) if err is not None]
+        # Rows in doubt stay held (`in_doubt` settles them); other failures go to the relay.
+        failed = [
+            (oid, err)
+            for (oid, _), err in zip(batch, errors, strict=True)
+            if err is not None and str(err) != IN_DOUBT
+        ]
         await self.repo.delete_outbox(conn, done)
         if failed:
-            first = next(e for e in errors if e is not None)
-            log.warning("publish failed for %d job(s): %s", len(failed), first)
-            await self.repo.release_outbox(failed, str(first))
+            log.warning("publish failed for %d job(s): %s", len(failed), failed[0][1])
+            await self.repo.release_outbox([oid for oid, _ in failed], str(failed[0][1]))
+        elif len(done) < len(batch):
+            log.warning("publish of %d job(s) in doubt: held", len(batch) - len(done))
 
     async def _leave_to_relay(self, ids: list[int]) -> None:
         """Jobs queued too long (the publishes ahead of them stalled): not published here,
@@ -301,7 +306,8 @@ class OutboxRelay:
         self.repo = repo
         self.publisher = publisher
         self.interval = interval
-        self.in_doubt = in_doubt if in_doubt is not None else InDoubt()
+        self.in_doubt = in_doubt if in_doubt is not None else InDoubt(repo)
+        self._hold: dict[int, float] = {}  # rows of the current batch in doubt → seconds
         self._task: asyncio.Task[None] | None = None
 
     def start(self, after: asyncio.Event | None = None) -> None:
@@ -311,20 +317,12 @@ class OutboxRelay:
 
     async def _publish_rows(self, rows: list[OutboxRow]) -> list[str | None]:
         """Publish what the rows owe; each row's error, or None once confirmed (or once
-        found not to be owed any more). A row whose last publish in this process timed
-        out is not published again until the broker has answered that one."""
+        found not to be owed any more). Rows whose publish timed out are held (`_hold`,
+        applied by `relay_batch` in its transaction) until `in_doubt` settles them."""
         todo: list[int] = []
         items: list[Outgoing] = []
         errors: list[str | None] = [None] * len(rows)
         for i, r in enumerate(rows):
-            doubt = self.in_doubt.outcome(r.id)
-            if doubt is not None:
-                answered, error = doubt
-                if not answered:
-                    errors[i] = IN_DOUBT
-                    continue
-                if error is None:
-                    continue  # confirmed after its timeout: done
             body = r.body.encode() if r.body is not None else self._stored_body(r)
             if body is not None:
                 todo.append(i)
@@ -332,10 +330,12 @@ class OutboxRelay:
         if not items:
             return errors
         results = await self.in_doubt.publish(
-            self.publisher, [rows[i].id for i in todo], items, self.publish_timeout
+            self.publisher, [rows[i].id for i in todo], items, self.publish_timeout, hold=False
         )
         for i, err in zip(todo, results, strict=True):
             errors[i] = None if err is None else str(err)
+            if errors[i] == IN_DOUBT:
+                self._hold[rows[i].id] = HOLD_S  # held by relay_batch, in its transaction
         return errors
 
     @staticmethod
@@ -357,7 +357,8 @@ class OutboxRelay:
         with its error and a later due time, and does not hold back the rows after it."""
         total = 0
         while True:
-            n, errors = await self.repo.relay_batch(500, self._publish_rows)
+            self._hold.clear()
+            n, errors = await self.repo.relay_batch(500, self._publish_rows, self._hold)
             total += n
             if errors:
                 log.warning(

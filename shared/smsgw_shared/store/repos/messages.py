@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import Float, and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from smsgw_shared.store.db import CUSTOM_PLANS
@@ -219,11 +219,45 @@ class MessageRepository:
                     .values(available_at=func.now(), last_error=error[:500])
                 )
 
-    async def relay_batch(self, limit: int, publish: Any) -> tuple[int, list[str]]:
+    async def hold_outbox(self, ids: Sequence[int], seconds: float, error: str) -> None:
+        """Make rows due only `seconds` from now (their publish is in doubt: it may still
+        reach the broker, and no relay of any API process should publish them meanwhile)."""
+        if ids:
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    update(outbox)
+                    .where(outbox.c.id.in_(list(ids)))
+                    .values(
+                        available_at=func.now()
+                        + func.make_interval(0, 0, 0, 0, 0, 0, float(seconds)),
+                        last_error=error[:500],
+                    )
+                )
+
+    async def settle_outbox(self, done: Sequence[int], failed: Sequence[tuple[int, str]]) -> None:
+        """The broker's late answers to publishes in doubt: forget the confirmed rows, make
+        the failed ones due now."""
+        if not done and not failed:
+            return
+        async with self.engine.begin() as conn:
+            if done:
+                await conn.execute(delete(outbox).where(outbox.c.id.in_(list(done))))
+            if failed:
+                await conn.execute(
+                    update(outbox)
+                    .where(outbox.c.id == bindparam("b_id"))
+                    .values(available_at=func.now(), last_error=bindparam("b_error")),
+                    [{"b_id": i, "b_error": e[:500]} for i, e in failed],
+                )
+
+    async def relay_batch(
+        self, limit: int, publish: Any, hold: Mapping[int, float] | None = None
+    ) -> tuple[int, list[str]]:
         """Lock due outbox rows (SKIP LOCKED: several relays may run), hand them to
         `publish(rows) -> list[str | None]` (each row's error, or None once confirmed),
         delete the confirmed ones and push the others back, later each time, with their
-        error. Returns how many were published and the errors of the others."""
+        error; a row in `hold` (filled by `publish`: row id → seconds) is pushed back that
+        long instead. Returns how many were published and the errors of the others."""
         async with self.engine.begin() as conn:
             res = await conn.execute(
                 select(outbox)
@@ -259,6 +293,7 @@ class MessageRepository:
             if done:
                 await conn.execute(delete(outbox).where(outbox.c.id.in_(done)))
             if failed:
+                held = hold or {}
                 await conn.execute(
                     update(outbox)
                     .where(outbox.c.id == bindparam("b_id"))
@@ -267,10 +302,19 @@ class MessageRepository:
                         last_error=bindparam("b_error"),
                         available_at=func.now()
                         + func.make_interval(
-                            0, 0, 0, 0, 0, 0, func.least(60, outbox.c.attempts + 1)
+                            0,
+                            0,
+                            0,
+                            0,
+                            0,
+                            0,
+                            func.coalesce(
+                                bindparam("b_hold", type_=Float),
+                                func.least(60, outbox.c.attempts + 1),
+                            ),
                         ),
                     ),
-                    [{"b_id": i, "b_error": e} for i, e in failed],
+                    [{"b_id": i, "b_error": e, "b_hold": held.get(i)} for i, e in failed],
                 )
             return len(done), [e for _, e in failed]
 
