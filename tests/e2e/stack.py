@@ -12,7 +12,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
@@ -79,7 +79,9 @@ class Stack:
             "smpp_metrics",
         ):
             self.ports.setdefault(name, free_port())
-        base = self.ports.setdefault("modem_base", _free_block(self.modems))
+        base = self.ports.setdefault(
+            "modem_base", _free_block(self.modems, taken=set(self.ports.values()))
+        )
         modems = "\n".join(
             f'[[modems]]\nid = "m{i + 1}"\nurl = "socket://127.0.0.1:{base + i}"\n'
             f"command_timeout = 3.0\nsweep_interval = 2.0\n"
@@ -231,11 +233,12 @@ async def wait_routes_connected(client: httpx.AsyncClient, timeout: float = 120)
         await asyncio.sleep(0.2)
 
 
-def _free_block(n: int) -> int:
-    """A base port with n consecutive free ports."""
+def _free_block(n: int, taken: Collection[int] = ()) -> int:
+    """A base port with n consecutive free ports, none of them in `taken` (ports handed out
+    already but not yet bound: free now, they would collide once their process starts)."""
     for _ in range(50):
         base = free_port()
-        if base + n >= 65535:
+        if base + n >= 65535 or any(p in taken for p in range(base, base + n)):
             continue
         ok = True
         import socket
