@@ -36,9 +36,9 @@ class _Repo:
         self.held: list[tuple[list[int], float]] = []
         self.settled: list[tuple[list[int], list[tuple[int, str]]]] = []
 
-    async def hold_outbox(self, ids: Sequence[int], seconds: float, error: str) -> None:
+    async def release_outbox(self, ids: Sequence[int], error: str, after: float = 0.0) -> None:
         assert error == IN_DOUBT
-        self.held.append((list(ids), seconds))
+        self.held.append((list(ids), after))
 
     async def settle_outbox(self, done: Sequence[int], failed: Sequence[tuple[int, str]]) -> None:
         self.settled.append((list(done), list(failed)))

@@ -371,6 +371,19 @@ async def _ready_count(amqp: AmqpConnection, queue: str) -> int:
         await conn.close()
 
 
+async def _held_in_doubt(app: FastAPI, ids: list[str], n: int) -> bool:
+    """`n` of these messages' outbox rows are held far ahead (their publish in doubt)."""
+    async with app.state.smsgw.engine.connect() as conn:
+        held = await conn.execute(
+            text(
+                "SELECT count(*) FROM outbox WHERE message_id = ANY(CAST(:ids AS uuid[]))"
+                " AND available_at > now() + interval '60 seconds'"
+            ),
+            {"ids": ids},
+        )
+        return held.scalar_one() == n
+
+
 async def _outbox_settled(app: FastAPI) -> bool:
     """Nothing left to publish: no outbox row, and nothing in the dispatcher's hands."""
     async with app.state.smsgw.engine.connect() as conn:
@@ -427,8 +440,9 @@ async def test_a_long_stall_does_not_pile_up_copies_of_a_job(api_settings, amqp,
             ids = await _send_behind_a_stalled_publish(
                 app, client, key, ["+79210001234", "+79210001235", "+79210001236"]
             )
-            # Long enough for several relay passes at the stalled broker.
-            await asyncio.sleep(12)
+            # Each job's publish timed out (the first the API's, the others the relay's) and
+            # its row is held: no relay pass takes it again while the broker stalls.
+            await wait_for(lambda: _held_in_doubt(app, ids, 3), timeout=30)
         await wait_for(lambda: _outbox_settled(app), timeout=30)
         got = await drain(amqp, queue, await _ready_count(amqp, queue), timeout=20)
         sent = collections.Counter(SendJob.from_bytes(b).message_id for b in got)

@@ -24,6 +24,11 @@ log = logging.getLogger(__name__)
 
 IN_DOUBT = "publish timed out; held until the broker answers it"
 
+
+class PublishInDoubt(PublishError):
+    """A publish that timed out and goes on: its rows are held, not failed."""
+
+
 # How long a publish in doubt may take in all (the channel, the write, the confirms).
 ANSWER_WAIT_S = 600.0
 # How long its rows are held: past the publish's own limit, so a row comes due only once
@@ -52,7 +57,7 @@ class InDoubt:
     ) -> list[PublishError | None]:
         """`publisher.publish_many(items)` for the outbox rows `ids`, waiting up to
         `timeout`. Past it the publish goes on in the background and each row's error is
-        `IN_DOUBT`; the rows are held for `HOLD_S` (here, or with `hold=False` by the
+        `PublishInDoubt`; the rows are held for `HOLD_S` (here, or with `hold=False` by the
         caller, whose transaction has them locked), and their fate is written to the store
         once the broker answers."""
         publish = asyncio.ensure_future(
@@ -67,11 +72,11 @@ class InDoubt:
             return publish.result()
         if hold:
             try:
-                await self.repo.hold_outbox(ids, HOLD_S, IN_DOUBT)
+                await self.repo.release_outbox(ids, IN_DOUBT, after=HOLD_S)
             except Exception as exc:  # they keep their grace; the relay may add a copy
                 log.warning("could not hold %d job(s) in doubt: %r", len(ids), exc)
         self._follow(list(ids), publish)
-        return [PublishError(IN_DOUBT)] * len(items)
+        return [PublishInDoubt(IN_DOUBT)] * len(items)
 
     def _follow(self, ids: list[int], publish: asyncio.Future[list[PublishError | None]]) -> None:
         async def settle() -> None:

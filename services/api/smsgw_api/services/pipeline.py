@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import asyncpg
 from prometheus_client import Counter
 
-from smsgw_api.services.in_doubt import HOLD_S, IN_DOUBT, InDoubt
+from smsgw_api.services.in_doubt import HOLD_S, IN_DOUBT, InDoubt, PublishInDoubt
 from smsgw_api.services.jobs import stored_job
 from smsgw_shared.amqp import Outgoing, Publisher
 from smsgw_shared.runtime import stop_tasks
@@ -237,7 +237,7 @@ class JobDispatcher:
         failed = [
             (oid, err)
             for (oid, _), err in zip(batch, errors, strict=True)
-            if err is not None and str(err) != IN_DOUBT
+            if err is not None and not isinstance(err, PublishInDoubt)
         ]
         await self.repo.delete_outbox(conn, done)
         if failed:
@@ -307,7 +307,6 @@ class OutboxRelay:
         self.publisher = publisher
         self.interval = interval
         self.in_doubt = in_doubt if in_doubt is not None else InDoubt(repo)
-        self._hold: dict[int, float] = {}  # rows of the current batch in doubt → seconds
         self._task: asyncio.Task[None] | None = None
 
     def start(self, after: asyncio.Event | None = None) -> None:
@@ -317,8 +316,8 @@ class OutboxRelay:
 
     async def _publish_rows(self, rows: list[OutboxRow]) -> list[str | None]:
         """Publish what the rows owe; each row's error, or None once confirmed (or once
-        found not to be owed any more). Rows whose publish timed out are held (`_hold`,
-        applied by `relay_batch` in its transaction) until `in_doubt` settles them."""
+        found not to be owed any more). Rows whose publish timed out are held (by
+        `relay_batch`, in its transaction: see `_hold`) until `in_doubt` settles them."""
         todo: list[int] = []
         items: list[Outgoing] = []
         errors: list[str | None] = [None] * len(rows)
@@ -334,9 +333,12 @@ class OutboxRelay:
         )
         for i, err in zip(todo, results, strict=True):
             errors[i] = None if err is None else str(err)
-            if errors[i] == IN_DOUBT:
-                self._hold[rows[i].id] = HOLD_S  # held by relay_batch, in its transaction
         return errors
+
+    @staticmethod
+    def _hold(error: str) -> float | None:
+        """How long `relay_batch` holds a row that failed with `error` (None: its backoff)."""
+        return HOLD_S if error == IN_DOUBT else None
 
     @staticmethod
     def _stored_body(row: OutboxRow) -> bytes | None:
@@ -357,7 +359,6 @@ class OutboxRelay:
         with its error and a later due time, and does not hold back the rows after it."""
         total = 0
         while True:
-            self._hold.clear()
             n, errors = await self.repo.relay_batch(500, self._publish_rows, self._hold)
             total += n
             if errors:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -209,29 +209,17 @@ class MessageRepository:
         if ids:
             await via.run(lambda conn: conn.execute(_DELETE_OUTBOX_SQL, list(ids)))
 
-    async def release_outbox(self, ids: Sequence[int], error: str) -> None:
-        """Make rows the hot path failed to publish due for the relay now."""
+    async def release_outbox(self, ids: Sequence[int], error: str, after: float = 0.0) -> None:
+        """Make rows the hot path failed to publish due for the relay now, or `after`
+        seconds from now (a publish in doubt: no relay of any API process should take them
+        while it may still reach the broker)."""
         if ids:
+            due = func.now() + func.make_interval(0, 0, 0, 0, 0, 0, float(after))
             async with self.engine.begin() as conn:
                 await conn.execute(
                     update(outbox)
                     .where(outbox.c.id.in_(list(ids)))
-                    .values(available_at=func.now(), last_error=error[:500])
-                )
-
-    async def hold_outbox(self, ids: Sequence[int], seconds: float, error: str) -> None:
-        """Make rows due only `seconds` from now (their publish is in doubt: it may still
-        reach the broker, and no relay of any API process should publish them meanwhile)."""
-        if ids:
-            async with self.engine.begin() as conn:
-                await conn.execute(
-                    update(outbox)
-                    .where(outbox.c.id.in_(list(ids)))
-                    .values(
-                        available_at=func.now()
-                        + func.make_interval(0, 0, 0, 0, 0, 0, float(seconds)),
-                        last_error=error[:500],
-                    )
+                    .values(available_at=due if after else func.now(), last_error=error[:500])
                 )
 
     async def settle_outbox(self, done: Sequence[int], failed: Sequence[tuple[int, str]]) -> None:
@@ -251,13 +239,13 @@ class MessageRepository:
                 )
 
     async def relay_batch(
-        self, limit: int, publish: Any, hold: Mapping[int, float] | None = None
+        self, limit: int, publish: Any, hold: Callable[[str], float | None] | None = None
     ) -> tuple[int, list[str]]:
         """Lock due outbox rows (SKIP LOCKED: several relays may run), hand them to
         `publish(rows) -> list[str | None]` (each row's error, or None once confirmed),
         delete the confirmed ones and push the others back, later each time, with their
-        error; a row in `hold` (filled by `publish`: row id → seconds) is pushed back that
-        long instead. Returns how many were published and the errors of the others."""
+        error; a row whose error `hold` gives seconds for is pushed back that long instead.
+        Returns how many were published and the errors of the others."""
         async with self.engine.begin() as conn:
             res = await conn.execute(
                 select(outbox)
@@ -293,7 +281,6 @@ class MessageRepository:
             if done:
                 await conn.execute(delete(outbox).where(outbox.c.id.in_(done)))
             if failed:
-                held = hold or {}
                 await conn.execute(
                     update(outbox)
                     .where(outbox.c.id == bindparam("b_id"))
@@ -314,7 +301,10 @@ class MessageRepository:
                             ),
                         ),
                     ),
-                    [{"b_id": i, "b_error": e, "b_hold": held.get(i)} for i, e in failed],
+                    [
+                        {"b_id": i, "b_error": e, "b_hold": hold(e) if hold else None}
+                        for i, e in failed
+                    ],
                 )
             return len(done), [e for _, e in failed]
 
